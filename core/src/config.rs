@@ -1,0 +1,395 @@
+//! The gateway configuration: the wasm filter's plugin configuration in Envoy YAML (later the
+//! same JSON is an Istio `WasmPlugin.pluginConfig`). The sidecar reads the very same block out
+//! of the Envoy YAML at start-up, so there is exactly one provider table.
+//!
+//! Parsing is strict (`deny_unknown_fields`) and every error names the field it is about,
+//! e.g. `providers[2].base_url: scheme must be http or https`.
+
+use crate::provider::ProviderKind;
+use serde::Deserialize;
+use std::fmt;
+
+pub const MAX_PROVIDER_NAME_LEN: usize = 63;
+
+/// Raw config as written by the operator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    api_keys: Vec<RawApiKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    #[serde(rename = "type")]
+    kind: ProviderKind,
+    base_url: Option<String>,
+    api_key_secret: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    authorization_passthrough: bool,
+    region: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    name: String,
+    secret: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The validated gateway configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayConfig {
+    pub providers: Vec<ProviderConfig>,
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+/// One provider, validated, with its base URL split once so requests only concatenate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub upstream: UpstreamUrl,
+    /// Name of the secret holding the upstream API key.
+    pub api_key_secret: Option<String>,
+    pub enabled: bool,
+    /// Anthropic only: the client's own `Authorization` goes upstream unchanged.
+    pub authorization_passthrough: bool,
+    /// Bedrock only.
+    pub region: Option<String>,
+}
+
+/// A gateway API key: the secret holds the key (or `sha256:<hex>` of it); `name` is the
+/// principal requests made with it are attributed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+}
+
+/// A base URL split into what the filter rewrites: scheme (picks the upstream cluster),
+/// authority (`:authority`, host plus optional port) and path prefix (no trailing `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub scheme: Scheme,
+    pub authority: String,
+    pub path_prefix: String,
+}
+
+impl UpstreamUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (scheme, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (Scheme::Https, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (Scheme::Http, r)
+        } else {
+            return Err("scheme must be http:// or https://".into());
+        };
+        if rest.contains(['?', '#']) {
+            return Err("must not contain a query or fragment".into());
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        validate_authority(authority)?;
+        let path = path.trim_end_matches('/');
+        if path.split('/').skip(1).any(|s| s.is_empty() || s == "." || s == "..") {
+            return Err("path must not contain empty or dot segments".into());
+        }
+        if path.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'\\') {
+            return Err("path must not contain spaces, control characters or '\\'".into());
+        }
+        Ok(Self {
+            scheme,
+            authority: authority.to_ascii_lowercase(),
+            path_prefix: path.to_string(),
+        })
+    }
+
+    /// Whether the prefix ends in `/v1`, in which case a client path that itself starts
+    /// with `/v1/` is not doubled (clients configured with `{proxy}/v1`).
+    pub fn ends_with_v1(&self) -> bool {
+        self.path_prefix.ends_with("/v1")
+    }
+}
+
+fn validate_authority(a: &str) -> Result<(), String> {
+    if a.is_empty() {
+        return Err("host is missing".into());
+    }
+    if a.contains('@') {
+        return Err("must not contain user info".into());
+    }
+    let (host, port) = if let Some(rest) = a.strip_prefix('[') {
+        let end = rest.find(']').ok_or("unclosed '[' in IPv6 host")?;
+        let host = &rest[..end];
+        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+            return Err("invalid IPv6 host".into());
+        }
+        let after = &rest[end + 1..];
+        match after.strip_prefix(':') {
+            Some(p) => (host, Some(p)),
+            None if after.is_empty() => (host, None),
+            None => return Err("unexpected characters after IPv6 host".into()),
+        }
+    } else {
+        match a.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (a, None),
+        }
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'_'))
+    {
+        return Err(format!("invalid host '{host}'"));
+    }
+    if let Some(p) = port {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => {}
+            _ => return Err(format!("invalid port '{p}'")),
+        }
+    }
+    Ok(())
+}
+
+/// A configuration error naming the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() || self.field == "." {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// All errors found in one pass, so an operator fixes them in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// `^[a-z][a-z0-9-]*$`, at most 63 characters.
+pub fn is_valid_provider_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_PROVIDER_NAME_LEN
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// `^[A-Z][A-Z0-9_]*$`: the form of a secret reference (an environment variable or file name).
+pub fn is_valid_secret_ref(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 255
+        && b[0].is_ascii_uppercase()
+        && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn is_valid_region(s: &str) -> bool {
+    // e.g. us-east-1, eu-central-2, us-gov-west-1, ap-southeast-3
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok()
+}
+
+impl GatewayConfig {
+    /// Parses and validates the plugin configuration JSON.
+    pub fn from_json(json: &str) -> Result<Self, ConfigErrors> {
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                field: e.path().to_string(),
+                message: e.inner().to_string(),
+            }])
+        })?;
+        raw.validate()
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// Every secret reference the config names, with the field that names it.
+    pub fn secret_refs(&self) -> Vec<(String, &str)> {
+        let mut refs = Vec::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            if let Some(s) = &p.api_key_secret {
+                refs.push((format!("providers[{i}].api_key_secret"), s.as_str()));
+            }
+        }
+        for (i, k) in self.api_keys.iter().enumerate() {
+            refs.push((format!("api_keys[{i}].secret"), k.secret.as_str()));
+        }
+        refs
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<GatewayConfig, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut err = |field: String, message: String| errors.push(ConfigError { field, message });
+
+        let mut providers = Vec::with_capacity(self.providers.len());
+        for (i, p) in self.providers.into_iter().enumerate() {
+            let f = |name: &str| format!("providers[{i}].{name}");
+            if !is_valid_provider_name(&p.name) {
+                err(
+                    f("name"),
+                    format!(
+                        "'{}' must match ^[a-z][a-z0-9-]*$ and be at most {MAX_PROVIDER_NAME_LEN} characters",
+                        p.name
+                    ),
+                );
+            }
+            if providers.iter().any(|q: &ProviderConfig| q.name == p.name) {
+                err(f("name"), format!("duplicate provider name '{}'", p.name));
+            }
+            match (&p.region, p.kind) {
+                (None, ProviderKind::Bedrock) => {
+                    err(f("region"), "is required for type bedrock".into())
+                }
+                (Some(r), ProviderKind::Bedrock) if !is_valid_region(r) => {
+                    err(f("region"), format!("'{r}' is not an AWS region name"))
+                }
+                (Some(_), k) if k != ProviderKind::Bedrock => {
+                    err(f("region"), "is only valid for type bedrock".into())
+                }
+                _ => {}
+            }
+            if p.authorization_passthrough && p.kind != ProviderKind::Anthropic {
+                err(
+                    f("authorization_passthrough"),
+                    "is only valid for type anthropic".into(),
+                );
+            }
+            match &p.api_key_secret {
+                Some(s) if !is_valid_secret_ref(s) => err(
+                    f("api_key_secret"),
+                    format!("'{s}' must be UPPER_SNAKE_CASE (^[A-Z][A-Z0-9_]*$)"),
+                ),
+                Some(_) if p.kind == ProviderKind::Bedrock => err(
+                    f("api_key_secret"),
+                    "is not used by type bedrock (it signs with AWS credentials)".into(),
+                ),
+                None if p.kind.requires_api_key() && !p.authorization_passthrough => err(
+                    f("api_key_secret"),
+                    format!("is required for type {}", p.kind.as_str()),
+                ),
+                _ => {}
+            }
+            let base = match &p.base_url {
+                Some(u) => Some(u.clone()),
+                None => p.kind.default_base_url(p.region.as_deref()),
+            };
+            let upstream = match base.as_deref().map(UpstreamUrl::parse) {
+                Some(Ok(u)) => Some(u),
+                Some(Err(e)) => {
+                    err(f("base_url"), e);
+                    None
+                }
+                None if p.kind == ProviderKind::OpenaiCompatible => {
+                    err(f("base_url"), "is required for type openai-compatible".into());
+                    None
+                }
+                None => None, // bedrock without region: already reported
+            };
+            if let Some(upstream) = upstream {
+                providers.push(ProviderConfig {
+                    name: p.name,
+                    kind: p.kind,
+                    upstream,
+                    api_key_secret: p.api_key_secret,
+                    enabled: p.enabled,
+                    authorization_passthrough: p.authorization_passthrough,
+                    region: p.region,
+                });
+            }
+        }
+
+        let mut api_keys: Vec<ApiKeyConfig> = Vec::with_capacity(self.api_keys.len());
+        for (i, k) in self.api_keys.into_iter().enumerate() {
+            if k.name.trim().is_empty() {
+                err(format!("api_keys[{i}].name"), "must not be empty".into());
+            }
+            if api_keys.iter().any(|q| q.name == k.name) {
+                err(
+                    format!("api_keys[{i}].name"),
+                    format!("duplicate API key name '{}'", k.name),
+                );
+            }
+            if !is_valid_secret_ref(&k.secret) {
+                err(
+                    format!("api_keys[{i}].secret"),
+                    format!("'{}' must be UPPER_SNAKE_CASE (^[A-Z][A-Z0-9_]*$)", k.secret),
+                );
+            }
+            api_keys.push(ApiKeyConfig {
+                name: k.name,
+                secret: k.secret,
+            });
+        }
+
+        if errors.is_empty() {
+            Ok(GatewayConfig {
+                providers,
+                api_keys,
+            })
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

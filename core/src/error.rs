@@ -1,0 +1,197 @@
+//! The one JSON error shape of every reply the gateway itself makes (filter, sidecar and the
+//! Envoy local-reply mappers in `envoy/`).
+//!
+//! ```json
+//! {"type":"error","error":{"type":"not_found_error","code":"unknown_provider",
+//!  "message":"no provider named 'foo'","status":"NOT_FOUND","param":null},"source":"gateway"}
+//! ```
+//!
+//! It is readable by each native SDK: OpenAI's takes `error.{message,type,code,param}`,
+//! Anthropic's `type` and `error.{type,message}`, google-genai's `error.{message,status}`.
+//! `source: "gateway"` tells an operator the reply did not come from the provider.
+
+use serde::Serialize;
+
+/// Every error the gateway itself answers with. One exhaustive match gives its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The path under `/llm/v1/providers/` is malformed (dot segments, `//`, bad name...).
+    InvalidPath,
+    /// The path (with query) is longer than [`crate::path::MAX_PATH_LEN`].
+    PathTooLong,
+    /// The client sent a header that only the gateway may set.
+    InternalHeader,
+    /// More than one, differing, credential was sent.
+    AmbiguousCredentials,
+    /// No gateway credential was sent.
+    MissingCredential,
+    /// The gateway credential is not valid.
+    InvalidCredential,
+    /// No provider has this name.
+    UnknownProvider,
+    /// The provider exists but is disabled.
+    ProviderDisabled,
+    /// The request needs something the provider type does not support yet.
+    NotImplemented,
+    /// The gateway could not get what it needs to call the upstream (e.g. the upstream key).
+    UpstreamCredentialUnavailable,
+    /// The sidecar got a request the filter did not hand over (mis-wired Envoy config).
+    Misconfigured,
+}
+
+impl ErrorKind {
+    pub const fn status(self) -> u16 {
+        match self {
+            Self::InvalidPath | Self::InternalHeader | Self::AmbiguousCredentials => 400,
+            Self::MissingCredential | Self::InvalidCredential => 401,
+            Self::ProviderDisabled => 403,
+            Self::UnknownProvider => 404,
+            Self::PathTooLong => 414,
+            Self::NotImplemented => 501,
+            Self::UpstreamCredentialUnavailable | Self::Misconfigured => 503,
+        }
+    }
+
+    /// Machine-readable code, stable across releases.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::InvalidPath => "invalid_path",
+            Self::PathTooLong => "path_too_long",
+            Self::InternalHeader => "internal_header",
+            Self::AmbiguousCredentials => "ambiguous_credentials",
+            Self::MissingCredential => "missing_credential",
+            Self::InvalidCredential => "invalid_credential",
+            Self::UnknownProvider => "unknown_provider",
+            Self::ProviderDisabled => "provider_disabled",
+            Self::NotImplemented => "not_implemented",
+            Self::UpstreamCredentialUnavailable => "upstream_credential_unavailable",
+            Self::Misconfigured => "gateway_misconfigured",
+        }
+    }
+
+    /// The error `type` in the Anthropic/OpenAI vocabulary, so SDKs classify it.
+    pub const fn error_type(self) -> &'static str {
+        match self.status() {
+            400 | 414 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            _ => "api_error",
+        }
+    }
+}
+
+/// The Google canonical status name for an HTTP status (google-genai reads `error.status`).
+pub const fn grpc_status_name(status: u16) -> &'static str {
+    match status {
+        400 | 414 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        413 => "OUT_OF_RANGE",
+        429 => "RESOURCE_EXHAUSTED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        _ => "INTERNAL",
+    }
+}
+
+/// An error reply: kind plus a human message. Messages never carry tokens or secret values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    error: Detail<'a>,
+    source: &'static str,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    code: &'static str,
+    message: &'a str,
+    status: &'static str,
+    param: Option<&'a str>,
+}
+
+impl GatewayError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    /// The JSON body. Infallible: every field is a plain string.
+    pub fn to_json(&self) -> String {
+        let body = Body {
+            ty: "error",
+            error: Detail {
+                ty: self.kind.error_type(),
+                code: self.kind.code(),
+                message: &self.message,
+                status: grpc_status_name(self.kind.status()),
+                param: None,
+            },
+            source: "gateway",
+        };
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+
+    /// Extra headers the reply carries besides `content-type`.
+    pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        match self.kind {
+            ErrorKind::MissingCredential | ErrorKind::InvalidCredential => {
+                &[("www-authenticate", "Bearer error=\"invalid_token\"")]
+            }
+            _ => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_is_readable_by_every_sdk() {
+        let e = GatewayError::new(ErrorKind::UnknownProvider, "no provider named 'x'");
+        let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["source"], "gateway");
+        assert_eq!(v["error"]["type"], "not_found_error");
+        assert_eq!(v["error"]["code"], "unknown_provider");
+        assert_eq!(v["error"]["status"], "NOT_FOUND");
+        assert_eq!(v["error"]["message"], "no provider named 'x'");
+        assert!(v["error"]["param"].is_null());
+        assert_eq!(e.status(), 404);
+    }
+
+    #[test]
+    fn message_is_escaped() {
+        let e = GatewayError::new(ErrorKind::InvalidPath, "bad \"quote\"\n");
+        let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(v["error"]["message"], "bad \"quote\"\n");
+    }
+}

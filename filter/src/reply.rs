@@ -1,0 +1,11 @@
+//! Local replies: the gateway's JSON error, sent by Envoy without calling any upstream.
+
+use aigw_core::GatewayError;
+use proxy_wasm::traits::HttpContext;
+
+pub fn send(ctx: &dyn HttpContext, e: &GatewayError) {
+    let body = e.to_json();
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    headers.extend_from_slice(e.extra_headers());
+    ctx.send_http_response(u32::from(e.status()), headers, Some(body.as_bytes()));
+}
