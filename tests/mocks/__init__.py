@@ -1,0 +1,1 @@
+"""Mock upstreams (providers) for the integration tests."""
