@@ -200,6 +200,27 @@ def test_duplicated_authorization_with_different_values_is_400(gateway, upstream
     assert upstream.requests == []
 
 
+def test_duplicated_authorization_with_the_same_value_is_accepted(gateway, upstream, keys):
+    # "The same value in several places is accepted" (filter/src/credential.rs).
+    r = gateway.request("GET", f"{OPENAI}/v1/models",
+                        [("Authorization", f"Bearer {keys.gateway}"), ("Authorization", f"Bearer {keys.gateway}")])
+    assert r.status == 200, r
+    assert upstream.only().header_all("authorization") == [f"Bearer {keys.openai}"]
+
+
+def test_duplicated_x_api_key_with_different_values_is_400(gateway, upstream, keys):
+    r = gateway.request("GET", f"{OPENAI}/v1/models", [("x-api-key", keys.gateway), ("x-api-key", "gw-other")])
+    assert_gateway_error(r, 400, "ambiguous_credentials")
+    assert upstream.requests == []
+
+
+def test_google_query_key_differing_from_header_is_400(gateway, upstream, keys):
+    r = gateway.request("POST", "/llm/v1/providers/google/v1/models/gemini-mock:generateContent?key=gw-other",
+                        [("x-goog-api-key", keys.gateway)], {"contents": [{"parts": [{"text": "hi"}]}]})
+    assert_gateway_error(r, 400, "ambiguous_credentials")
+    assert upstream.requests == []
+
+
 def test_same_credential_twice_is_accepted(gateway, upstream, keys):
     r = gateway.request("GET", f"{OPENAI}/v1/models",
                         [("Authorization", f"Bearer {keys.gateway}"), ("x-api-key", keys.gateway)])

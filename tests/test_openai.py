@@ -158,3 +158,23 @@ def test_keep_alive_connection_serves_many_requests(gateway, upstream, keys):
     finally:
         conn.close()
     assert len(upstream.requests) == 20
+
+
+def test_gateway_token_header_is_accepted_and_stripped(gateway, upstream, keys):
+    r = gateway.request("GET", "/llm/v1/providers/openai/models", [("x-gateway-token", keys.gateway)])
+    assert r.status == 200, r
+    rec = upstream.only()
+    assert rec.header("x-gateway-token") is None
+    assert rec.header_all("authorization") == [f"Bearer {keys.openai}"]
+
+
+def test_request_body_and_other_headers_forwarded_unchanged(gateway, upstream, keys):
+    body = b'{ "model" : "gpt-mock",\n  "messages": [{"role":"user","content":"caf\xc3\xa9 \\u00e9"}], "x_extra": [1,2] }'
+    r = gateway.request("POST", "/llm/v1/providers/openai/chat/completions",
+                        [("Authorization", f"Bearer {keys.gateway}"), ("Content-Type", "application/json"),
+                         ("OpenAI-Organization", "org-mock"), ("X-Custom", "a"), ("X-Custom", "b")], body)
+    assert r.status == 200, r
+    rec = upstream.only()
+    assert rec.body == body
+    assert rec.header("openai-organization") == "org-mock"
+    assert rec.header_all("x-custom") in (["a", "b"], ["a,b"])

@@ -343,7 +343,11 @@ def start_sidecar(config: Path, port: int, secrets_dir: Path, log_dir: Path, *, 
     argv = [SIDECAR, "--config", config, "--listen", f"127.0.0.1:{port}", "--secrets-dir", secrets_dir,
             *(extra_args or [])]
     e = dict(os.environ if env is None else env)
+    for k in list(e):  # the sidecar reads AIGW_* settings from the environment: only flags count
+        if k.startswith("AIGW_"):
+            del e[k]
     e.setdefault("RUST_BACKTRACE", "1")
+    e.setdefault("NO_COLOR", "1")
     return Managed(name, argv, log_dir, env=e, cwd=REPO)
 
 
