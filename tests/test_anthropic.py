@@ -148,3 +148,13 @@ def test_provider_error_reaches_the_sdk(client, upstream):
         client.messages.create(model="claude-mock", max_tokens=16, messages=MESSAGES)
     assert ei.value.status_code == 529
     assert ei.value.type == "overloaded_error"
+
+
+def test_authorization_passthrough_with_x_api_key(gateway, upstream, keys):
+    # Old SDKs send the client's own Anthropic key as x-api-key; with passthrough it goes upstream too.
+    _raw_messages(gateway, "anthropic-own", {"x-api-key": "sk-ant-client-own", "x-gateway-token": keys.gateway,
+                                             "anthropic-version": "2023-06-01"})
+    rec = upstream.only()
+    assert rec.header_all("x-api-key") == ["sk-ant-client-own"]
+    assert rec.header("x-gateway-token") is None
+    assert not rec.contains(keys.gateway)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import openai
@@ -178,3 +179,32 @@ def test_request_body_and_other_headers_forwarded_unchanged(gateway, upstream, k
     assert rec.body == body
     assert rec.header("openai-organization") == "org-mock"
     assert rec.header_all("x-custom") in (["a", "b"], ["a,b"])
+
+
+def test_large_request_body_is_streamed_through(gateway, upstream, keys):
+    # Request bodies never go to the sidecar, so there is no 1 MiB buffering limit.
+    big = "x" * (3 * 1024 * 1024)
+    body = json.dumps({"model": "gpt-mock", "messages": [{"role": "user", "content": big}]}).encode()
+    r = gateway.request("POST", "/llm/v1/providers/openai/chat/completions",
+                        [("Authorization", f"Bearer {keys.gateway}"), ("Content-Type", "application/json")], body,
+                        timeout=30)
+    assert r.status == 200, r
+    assert upstream.only().body == body
+
+
+@pytest.mark.timeout(20)
+def test_concurrent_streams_are_not_serialized(gateway, upstream, keys):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> str:
+        c = openai.OpenAI(api_key=keys.gateway, base_url=gateway.url("openai"), max_retries=0, timeout=15)
+        s = c.chat.completions.create(model="gpt-mock-chunks3-delay300", messages=MESSAGES, stream=True)
+        return "".join(ch.choices[0].delta.content or "" for ch in s if ch.choices)
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        texts = list(pool.map(one, range(16)))
+    elapsed = time.monotonic() - t0
+    assert texts == [joined_pieces(3)] * 16
+    assert len(upstream.requests) == 16
+    assert elapsed < 4.0, f"16 parallel 0.6 s streams took {elapsed:.2f}s"

@@ -108,3 +108,27 @@ def test_sidecar_refuses_to_start_with_invalid_config(tmp_path, upstream):
     rc, err = _refusing_sidecar(tmp_path, plugin, {"OPENAI_API_KEY": "sk-x"})
     assert rc != 0
     assert "base_url" in err, err
+
+
+def test_secrets_from_environment(make_gateway, upstream, keys):
+    # --secrets-env: a reference missing from the directory is looked up in the environment.
+    env_key = new_upstream_key("sk-openai-env")
+    secrets = {k: v for k, v in keys.secrets().items() if k != "OPENAI_API_KEY"}
+    gw = make_gateway(name="envsecrets", secrets=secrets, sidecar_args=["--secrets-env"],
+                      sidecar_env={"OPENAI_API_KEY": env_key})
+    r = gw.request("GET", "/llm/v1/providers/openai/models", [("Authorization", f"Bearer {keys.gateway}")])
+    assert r.status == 200, r
+    assert upstream.only().header_all("authorization") == [f"Bearer {env_key}"]
+
+
+def test_no_secret_or_token_in_logs(make_gateway, upstream, keys):
+    gw = make_gateway(name="logs", envoy_log_level="info")
+    wrong = "gw-wrong-" + new_gateway_key()
+    for token in (keys.gateway, wrong):
+        gw.request("POST", CHAT, [("Authorization", f"Bearer {token}")], BODY)
+    gw.request("POST", "/llm/v1/providers/google/v1/models/g:generateContent?key=" + wrong, body={})
+    gw.stop()
+    logs = gw.logs()
+    assert "listening" in logs
+    for secret in (keys.gateway, wrong, keys.openai, keys.anthropic, keys.google):
+        assert secret not in logs, f"a secret or token appears in the logs:\n{logs}"

@@ -160,6 +160,7 @@ class Gateway:
 
     `secrets` are written to `<workdir>/secrets/<NAME>`. `sidecar=False` starts Envoy alone,
     its ext_proc cluster pointing at `sidecar_port` (default: a port nobody listens on).
+    `sidecar_args`/`sidecar_env` are added to the sidecar's command line / environment.
     """
 
     def __init__(
@@ -173,6 +174,8 @@ class Gateway:
         sidecar: bool = True,
         sidecar_port: int | None = None,
         patch: Callable[[dict], None] | None = None,
+        sidecar_args: list[str] | None = None,
+        sidecar_env: dict[str, str] | None = None,
         name: str = "gateway",
         envoy_log_level: str = "warn",
         start_timeout: float = 30.0,
@@ -190,6 +193,8 @@ class Gateway:
         self.with_sidecar = sidecar
         self.sidecar_port = sidecar_port
         self.patch = patch
+        self.sidecar_args = list(sidecar_args or [])
+        self.sidecar_env = dict(sidecar_env or {})
         self.envoy_log_level = envoy_log_level
         self.start_timeout = start_timeout
         self.yaml_path = self.workdir / "envoy.yaml"
@@ -229,8 +234,10 @@ class Gateway:
         last: Exception | None = None
         for attempt in range(3):  # the picked port may be taken meanwhile: pick another
             self._write_config(free_port())
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AIGW_")}
+            env.update(self.sidecar_env)
             self.sidecar = start_sidecar(self.yaml_path, self.sidecar_port, self.secrets_dir, self.workdir,
-                                         name=f"sidecar{attempt or ''}", timeout=self.start_timeout)
+                                         name=f"sidecar{attempt or ''}", extra_args=self.sidecar_args, env=env)
             try:
                 wait_sidecar_ready(self.sidecar, self.sidecar_port, self.start_timeout)
                 return
@@ -338,14 +345,11 @@ class Gateway:
 
 
 def start_sidecar(config: Path, port: int, secrets_dir: Path, log_dir: Path, *, name: str = "sidecar",
-                  extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                  timeout: float = 30.0) -> Managed:
+                  extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> Managed:
     argv = [SIDECAR, "--config", config, "--listen", f"127.0.0.1:{port}", "--secrets-dir", secrets_dir,
             *(extra_args or [])]
-    e = dict(os.environ if env is None else env)
-    for k in list(e):  # the sidecar reads AIGW_* settings from the environment: only flags count
-        if k.startswith("AIGW_"):
-            del e[k]
+    # The sidecar reads AIGW_* settings from the environment; only ours count.
+    e = {k: v for k, v in os.environ.items() if not k.startswith("AIGW_")} if env is None else dict(env)
     e.setdefault("RUST_BACKTRACE", "1")
     e.setdefault("NO_COLOR", "1")
     return Managed(name, argv, log_dir, env=e, cwd=REPO)
