@@ -34,6 +34,24 @@ struct RawProvider {
     #[serde(default)]
     authorization_passthrough: bool,
     region: Option<String>,
+    aws: Option<RawAws>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    access_key_id_secret: Option<String>,
+    secret_access_key_secret: Option<String>,
+    session_token_secret: Option<String>,
+    assume_role: Option<RawAssumeRole>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAssumeRole {
+    role_arn: String,
+    external_id: Option<String>,
+    session_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,7 +85,40 @@ pub struct ProviderConfig {
     pub authorization_passthrough: bool,
     /// Bedrock only.
     pub region: Option<String>,
+    /// Bedrock only: where the AWS credentials come from.
+    pub aws: Option<AwsConfig>,
 }
+
+/// How a Bedrock provider gets the AWS credentials it signs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    pub credentials: AwsCredentials,
+    /// Assume this role (via STS) on top of the base credentials.
+    pub assume_role: Option<AssumeRole>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwsCredentials {
+    /// Static keys in the secret store, re-read on rotation.
+    Secrets {
+        access_key_id_secret: String,
+        secret_access_key_secret: String,
+        session_token_secret: Option<String>,
+    },
+    /// The AWS default chain: environment, web identity token file (EKS IRSA), shared
+    /// config and credentials files, container and instance metadata.
+    DefaultChain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
+}
+
+/// Session name used when the config names none.
+pub const DEFAULT_ROLE_SESSION_NAME: &str = "aigw";
 
 /// A gateway API key: the secret holds the key (or `sha256:<hex>` of it); `name` is the
 /// principal requests made with it are attributed to.
@@ -265,8 +316,28 @@ impl GatewayConfig {
     pub fn secret_refs(&self) -> Vec<(String, &str)> {
         let mut refs = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
-            if let (Some(s), true) = (&p.api_key_secret, p.enabled) {
+            if !p.enabled {
+                continue;
+            }
+            if let Some(s) = &p.api_key_secret {
                 refs.push((format!("providers[{i}].api_key_secret"), s.as_str()));
+            }
+            if let Some(AwsConfig {
+                credentials:
+                    AwsCredentials::Secrets {
+                        access_key_id_secret,
+                        secret_access_key_secret,
+                        session_token_secret,
+                    },
+                ..
+            }) = &p.aws
+            {
+                let aws = format!("providers[{i}].aws");
+                refs.push((format!("{aws}.access_key_id_secret"), access_key_id_secret));
+                refs.push((format!("{aws}.secret_access_key_secret"), secret_access_key_secret));
+                if let Some(t) = session_token_secret {
+                    refs.push((format!("{aws}.session_token_secret"), t));
+                }
             }
         }
         for (i, k) in self.api_keys.iter().enumerate() {
@@ -274,6 +345,91 @@ impl GatewayConfig {
         }
         refs
     }
+}
+
+fn validate_aws(
+    a: RawAws,
+    field: &dyn Fn(&str) -> String,
+    err: &mut dyn FnMut(String, String),
+) -> Option<AwsConfig> {
+    let mut ok = true;
+    for (name, v) in [
+        ("access_key_id_secret", &a.access_key_id_secret),
+        ("secret_access_key_secret", &a.secret_access_key_secret),
+        ("session_token_secret", &a.session_token_secret),
+    ] {
+        if let Some(v) = v {
+            if !is_valid_secret_ref(v) {
+                err(field(name), format!("'{v}' must be UPPER_SNAKE_CASE (^[A-Z][A-Z0-9_]*$)"));
+                ok = false;
+            }
+        }
+    }
+    let credentials = match (a.access_key_id_secret, a.secret_access_key_secret) {
+        (Some(id), Some(secret)) => AwsCredentials::Secrets {
+            access_key_id_secret: id,
+            secret_access_key_secret: secret,
+            session_token_secret: a.session_token_secret,
+        },
+        (None, None) if a.session_token_secret.is_none() => AwsCredentials::DefaultChain,
+        (None, None) => {
+            err(
+                field("session_token_secret"),
+                "needs access_key_id_secret and secret_access_key_secret".into(),
+            );
+            return None;
+        }
+        (Some(_), None) => {
+            err(field("secret_access_key_secret"), "is required with access_key_id_secret".into());
+            return None;
+        }
+        (None, Some(_)) => {
+            err(field("access_key_id_secret"), "is required with secret_access_key_secret".into());
+            return None;
+        }
+    };
+    let assume_role = match a.assume_role {
+        None => None,
+        Some(r) => {
+            let arn_ok = r.role_arn.starts_with("arn:")
+                && r.role_arn.split(':').count() == 6
+                && r.role_arn.split(':').nth(5).is_some_and(|res| res.starts_with("role/"));
+            if !arn_ok {
+                err(
+                    field("assume_role.role_arn"),
+                    format!("'{}' is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)", r.role_arn),
+                );
+                ok = false;
+            }
+            let session_name = r.session_name.unwrap_or_else(|| DEFAULT_ROLE_SESSION_NAME.into());
+            let name_ok = (2..=64).contains(&session_name.len())
+                && session_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
+            if !name_ok {
+                err(
+                    field("assume_role.session_name"),
+                    "must be 2-64 characters of [A-Za-z0-9_+=,.@-]".into(),
+                );
+                ok = false;
+            }
+            if let Some(x) = &r.external_id {
+                if !(2..=1224).contains(&x.len()) {
+                    err(field("assume_role.external_id"), "must be 2-1224 characters".into());
+                    ok = false;
+                }
+            }
+            Some(AssumeRole {
+                role_arn: r.role_arn,
+                external_id: r.external_id,
+                session_name,
+            })
+        }
+    };
+    ok.then_some(AwsConfig {
+        credentials,
+        assume_role,
+    })
 }
 
 impl RawConfig {
@@ -329,6 +485,18 @@ impl RawConfig {
                 ),
                 _ => {}
             }
+            let aws = match (p.aws, p.kind) {
+                (Some(_), k) if k != ProviderKind::Bedrock => {
+                    err(f("aws"), "is only valid for type bedrock".into());
+                    None
+                }
+                (Some(a), _) => validate_aws(a, &|n| f(&format!("aws.{n}")), &mut err),
+                (None, ProviderKind::Bedrock) => Some(AwsConfig {
+                    credentials: AwsCredentials::DefaultChain,
+                    assume_role: None,
+                }),
+                (None, _) => None,
+            };
             let base = match &p.base_url {
                 Some(u) => Some(u.clone()),
                 None => p.kind.default_base_url(p.region.as_deref()),
@@ -354,6 +522,7 @@ impl RawConfig {
                     enabled: p.enabled,
                     authorization_passthrough: p.authorization_passthrough,
                     region: p.region,
+                    aws,
                 });
             }
         }

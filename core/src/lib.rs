@@ -7,8 +7,10 @@
 //! - [`provider`]: provider kinds and their defaults.
 //! - [`path`]: `/llm/v1/providers/<name>/<rest>` parsed once, with the bad-input rules.
 //! - [`handoff`]: what the filter hands the sidecar, in filter state a client cannot forge.
+//! - [`bedrock`]: the Bedrock runtime operations the gateway signs.
 //! - [`error`]: the single JSON error shape of every reply the gateway itself makes.
 
+pub mod bedrock;
 pub mod config;
 pub mod error;
 pub mod handoff;

@@ -103,6 +103,12 @@ impl Request {
             ));
         }
 
+        if p.kind == ProviderKind::Bedrock {
+            if let Err(e) = aigw_core::bedrock::check_path(parsed.rest) {
+                return Decision::Reply(e);
+            }
+        }
+
         // Google clients other than google-genai may send the key as `?key=`.
         let lifted;
         let mut query = parsed.query;

@@ -132,3 +132,52 @@ fn api_keys_and_secret_refs() {
     assert!(e.contains("api_keys[0].name"), "{e}");
     assert!(e.contains("api_keys[0].secret"), "{e}");
 }
+
+#[test]
+fn bedrock_credentials() {
+    let c = parse(
+        r#"{"providers":[
+        {"name":"b1","type":"bedrock","region":"us-east-1"},
+        {"name":"b2","type":"bedrock","region":"eu-west-1","base_url":"http://127.0.0.1:9/",
+         "aws":{"access_key_id_secret":"AK","secret_access_key_secret":"SK","session_token_secret":"ST"}},
+        {"name":"b3","type":"bedrock","region":"us-west-2",
+         "aws":{"assume_role":{"role_arn":"arn:aws:iam::123456789012:role/bedrock","external_id":"ext-1"}}}
+    ]}"#,
+    )
+    .unwrap();
+    let aws = |n: &str| c.provider(n).unwrap().aws.clone().unwrap();
+    assert_eq!(aws("b1").credentials, AwsCredentials::DefaultChain);
+    assert_eq!(
+        aws("b2").credentials,
+        AwsCredentials::Secrets {
+            access_key_id_secret: "AK".into(),
+            secret_access_key_secret: "SK".into(),
+            session_token_secret: Some("ST".into()),
+        }
+    );
+    assert_eq!(c.provider("b2").unwrap().upstream.authority, "127.0.0.1:9");
+    let role = aws("b3").assume_role.unwrap();
+    assert_eq!(role.session_name, DEFAULT_ROLE_SESSION_NAME);
+    assert_eq!(role.external_id.as_deref(), Some("ext-1"));
+    let refs: Vec<&str> = c.secret_refs().iter().map(|(_, r)| *r).collect();
+    assert_eq!(refs, ["AK", "SK", "ST"]);
+
+    let e = parse(
+        r#"{"providers":[
+        {"name":"x","type":"bedrock","region":"us-east-1","aws":{"access_key_id_secret":"AK"}},
+        {"name":"y","type":"bedrock","region":"us-east-1","aws":{"assume_role":{"role_arn":"role/x","session_name":"a b"}}},
+        {"name":"z","type":"openai","api_key_secret":"K","aws":{}},
+        {"name":"w","type":"bedrock","region":"useast1"}
+    ]}"#,
+    )
+    .unwrap_err();
+    for want in [
+        "providers[0].aws.secret_access_key_secret: is required with access_key_id_secret",
+        "providers[1].aws.assume_role.role_arn: 'role/x' is not an IAM role ARN",
+        "providers[1].aws.assume_role.session_name: must be 2-64 characters",
+        "providers[2].aws: is only valid for type bedrock",
+        "providers[3].region: 'useast1' is not an AWS region name",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in {e}");
+    }
+}

@@ -124,3 +124,10 @@ fn other_paths_pass() {
     let t = table();
     assert_eq!(Request::route(&t, &h(&[(":path", "/healthz")])), Decision::Pass);
 }
+
+#[test]
+fn bedrock_paths_are_checked() {
+    let t = table();
+    let hs = h(&[(":path", "/llm/v1/providers/bedrock/model/m/delete"), ("authorization", "Bearer gw")]);
+    assert_eq!(reply(&t, &hs), ErrorKind::InvalidPath);
+}
