@@ -30,6 +30,11 @@ pub struct CredentialSources<'a> {
 impl<'a> CredentialSources<'a> {
     /// Records `name: value` if it is a credential header; returns whether it was.
     pub fn observe(&mut self, name: &str, value: &'a str) -> bool {
+        if name == "authorization" {
+            // Envoy joins repeated Authorization headers with ','; a Bearer token has no ','.
+            self.authorization.extend(value.split(','));
+            return true;
+        }
         let slot = match name {
             "authorization" => &mut self.authorization,
             "x-api-key" => &mut self.x_api_key,
@@ -149,6 +154,11 @@ mod tests {
         assert_eq!(s.pick().unwrap_err().kind, ErrorKind::AmbiguousCredentials);
         let s = src(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
         assert_eq!(s.pick().unwrap_err().kind, ErrorKind::AmbiguousCredentials);
+        // As Envoy hands repeated headers to the filter: joined with ','.
+        let s = src(&[("authorization", "Bearer a,Bearer b")]);
+        assert_eq!(s.pick().unwrap_err().kind, ErrorKind::AmbiguousCredentials);
+        let s = src(&[("authorization", "Bearer a, Bearer a")]);
+        assert_eq!(s.pick().unwrap(), "a");
     }
 
     #[test]
