@@ -170,7 +170,11 @@ impl UpstreamUrl {
         };
         validate_authority(authority)?;
         let path = path.trim_end_matches('/');
-        if path.split('/').skip(1).any(|s| s.is_empty() || s == "." || s == "..") {
+        if path
+            .split('/')
+            .skip(1)
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
             return Err("path must not contain empty or dot segments".into());
         }
         if path.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'\\') {
@@ -200,7 +204,11 @@ fn validate_authority(a: &str) -> Result<(), String> {
     let (host, port) = if let Some(rest) = a.strip_prefix('[') {
         let end = rest.find(']').ok_or("unclosed '[' in IPv6 host")?;
         let host = &rest[..end];
-        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return Err("invalid IPv6 host".into());
         }
         let after = &rest[end + 1..];
@@ -272,7 +280,8 @@ pub fn is_valid_provider_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_PROVIDER_NAME_LEN
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// `^[A-Z][A-Z0-9_]*$`: the form of a secret reference (an environment variable or file name).
@@ -281,7 +290,8 @@ pub fn is_valid_secret_ref(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 255
         && b[0].is_ascii_uppercase()
-        && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 fn is_valid_region(s: &str) -> bool {
@@ -334,7 +344,10 @@ impl GatewayConfig {
             {
                 let aws = format!("providers[{i}].aws");
                 refs.push((format!("{aws}.access_key_id_secret"), access_key_id_secret));
-                refs.push((format!("{aws}.secret_access_key_secret"), secret_access_key_secret));
+                refs.push((
+                    format!("{aws}.secret_access_key_secret"),
+                    secret_access_key_secret,
+                ));
                 if let Some(t) = session_token_secret {
                     refs.push((format!("{aws}.session_token_secret"), t));
                 }
@@ -360,7 +373,10 @@ fn validate_aws(
     ] {
         if let Some(v) = v {
             if !is_valid_secret_ref(v) {
-                err(field(name), format!("'{v}' must be UPPER_SNAKE_CASE (^[A-Z][A-Z0-9_]*$)"));
+                err(
+                    field(name),
+                    format!("'{v}' must be UPPER_SNAKE_CASE (^[A-Z][A-Z0-9_]*$)"),
+                );
                 ok = false;
             }
         }
@@ -380,11 +396,17 @@ fn validate_aws(
             return None;
         }
         (Some(_), None) => {
-            err(field("secret_access_key_secret"), "is required with access_key_id_secret".into());
+            err(
+                field("secret_access_key_secret"),
+                "is required with access_key_id_secret".into(),
+            );
             return None;
         }
         (None, Some(_)) => {
-            err(field("access_key_id_secret"), "is required with secret_access_key_secret".into());
+            err(
+                field("access_key_id_secret"),
+                "is required with secret_access_key_secret".into(),
+            );
             return None;
         }
     };
@@ -393,15 +415,23 @@ fn validate_aws(
         Some(r) => {
             let arn_ok = r.role_arn.starts_with("arn:")
                 && r.role_arn.split(':').count() == 6
-                && r.role_arn.split(':').nth(5).is_some_and(|res| res.starts_with("role/"));
+                && r.role_arn
+                    .split(':')
+                    .nth(5)
+                    .is_some_and(|res| res.starts_with("role/"));
             if !arn_ok {
                 err(
                     field("assume_role.role_arn"),
-                    format!("'{}' is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)", r.role_arn),
+                    format!(
+                        "'{}' is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                        r.role_arn
+                    ),
                 );
                 ok = false;
             }
-            let session_name = r.session_name.unwrap_or_else(|| DEFAULT_ROLE_SESSION_NAME.into());
+            let session_name = r
+                .session_name
+                .unwrap_or_else(|| DEFAULT_ROLE_SESSION_NAME.into());
             let name_ok = (2..=64).contains(&session_name.len())
                 && session_name
                     .bytes()
@@ -415,7 +445,10 @@ fn validate_aws(
             }
             if let Some(x) = &r.external_id {
                 if !(2..=1224).contains(&x.len()) {
-                    err(field("assume_role.external_id"), "must be 2-1224 characters".into());
+                    err(
+                        field("assume_role.external_id"),
+                        "must be 2-1224 characters".into(),
+                    );
                     ok = false;
                 }
             }
@@ -508,7 +541,10 @@ impl RawConfig {
                     None
                 }
                 None if p.kind == ProviderKind::OpenaiCompatible => {
-                    err(f("base_url"), "is required for type openai-compatible".into());
+                    err(
+                        f("base_url"),
+                        "is required for type openai-compatible".into(),
+                    );
                     None
                 }
                 None => None, // bedrock without region: already reported
@@ -541,7 +577,10 @@ impl RawConfig {
             if !is_valid_secret_ref(&k.secret) {
                 err(
                     format!("api_keys[{i}].secret"),
-                    format!("'{}' must be UPPER_SNAKE_CASE (^[A-Z][A-Z0-9_]*$)", k.secret),
+                    format!(
+                        "'{}' must be UPPER_SNAKE_CASE (^[A-Z][A-Z0-9_]*$)",
+                        k.secret
+                    ),
                 );
             }
             api_keys.push(ApiKeyConfig {

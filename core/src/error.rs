@@ -31,8 +31,6 @@ pub enum ErrorKind {
     UnknownProvider,
     /// The provider exists but is disabled.
     ProviderDisabled,
-    /// The request needs something the provider type does not support yet.
-    NotImplemented,
     /// The gateway could not get what it needs to call the upstream (e.g. the upstream key).
     UpstreamCredentialUnavailable,
     /// The sidecar got a request the filter did not hand over (mis-wired Envoy config).
@@ -47,7 +45,6 @@ impl ErrorKind {
             Self::ProviderDisabled => 403,
             Self::UnknownProvider => 404,
             Self::PathTooLong => 414,
-            Self::NotImplemented => 501,
             Self::UpstreamCredentialUnavailable | Self::Misconfigured => 503,
         }
     }
@@ -63,7 +60,6 @@ impl ErrorKind {
             Self::InvalidCredential => "invalid_credential",
             Self::UnknownProvider => "unknown_provider",
             Self::ProviderDisabled => "provider_disabled",
-            Self::NotImplemented => "not_implemented",
             Self::UpstreamCredentialUnavailable => "upstream_credential_unavailable",
             Self::Misconfigured => "gateway_misconfigured",
         }

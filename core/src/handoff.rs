@@ -60,7 +60,11 @@ impl<'a> Route<'a> {
             self.provider,
             self.kind.as_str(),
             self.api_key_secret.unwrap_or(""),
-            if self.authorization_passthrough { "p" } else { "" },
+            if self.authorization_passthrough {
+                "p"
+            } else {
+                ""
+            },
             self.region.unwrap_or(""),
         )
     }
@@ -115,7 +119,14 @@ mod tests {
 
     #[test]
     fn rejects_foreign_values() {
-        for s in ["", "v2|o|openai|||", "v1||openai|||", "v1|o|x|||", "v1|o|openai||", "v1|o|openai||||"] {
+        for s in [
+            "",
+            "v2|o|openai|||",
+            "v1||openai|||",
+            "v1|o|x|||",
+            "v1|o|openai||",
+            "v1|o|openai||||",
+        ] {
             assert_eq!(Route::decode(s), None, "{s}");
         }
     }

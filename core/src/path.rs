@@ -44,14 +44,18 @@ pub fn parse(path: &str) -> Result<Option<ProxyPath<'_>>, GatewayError> {
         None => (after, None),
     };
     let Some(named) = path_part.strip_prefix('/') else {
-        return Err(invalid("the path must name a provider: /llm/v1/providers/<name>/..."));
+        return Err(invalid(
+            "the path must name a provider: /llm/v1/providers/<name>/...",
+        ));
     };
     let (provider, rest) = match named.find('/') {
         Some(i) => named.split_at(i),
         None => (named, ""),
     };
     if provider.is_empty() {
-        return Err(invalid("the path must name a provider: /llm/v1/providers/<name>/..."));
+        return Err(invalid(
+            "the path must name a provider: /llm/v1/providers/<name>/...",
+        ));
     }
     if !is_valid_provider_name(provider) {
         return Err(invalid(
@@ -115,7 +119,8 @@ fn is_dot_segment(seg: &str) -> bool {
     while i < b.len() {
         if b[i] == b'.' {
             i += 1;
-        } else if b.len() - i >= 3 && b[i] == b'%' && b[i + 1] == b'2' && (b[i + 2] | 0x20) == b'e' {
+        } else if b.len() - i >= 3 && b[i] == b'%' && b[i + 1] == b'2' && (b[i + 2] | 0x20) == b'e'
+        {
             i += 3;
         } else {
             return false;
@@ -136,7 +141,12 @@ fn contains_ci(hay: &str, needle: &str) -> bool {
 
 /// Writes the upstream `:path` into `out`: base path prefix + the rest + `?query`.
 /// A client whose base URL already ends in `/v1` (`{proxy}/v1`) does not get `/v1/v1`.
-pub fn write_upstream_path(upstream: &UpstreamUrl, rest: &str, query: Option<&str>, out: &mut String) {
+pub fn write_upstream_path(
+    upstream: &UpstreamUrl,
+    rest: &str,
+    query: Option<&str>,
+    out: &mut String,
+) {
     out.clear();
     let rest = if upstream.ends_with_v1() && (rest.starts_with("/v1/") || rest == "/v1") {
         &rest[3..]

@@ -82,7 +82,9 @@ mod tests {
             "https://api.openai.com/v1"
         );
         assert_eq!(
-            ProviderKind::Bedrock.default_base_url(Some("eu-west-1")).unwrap(),
+            ProviderKind::Bedrock
+                .default_base_url(Some("eu-west-1"))
+                .unwrap(),
             "https://bedrock-runtime.eu-west-1.amazonaws.com"
         );
         assert_eq!(ProviderKind::OpenaiCompatible.default_base_url(None), None);

@@ -94,7 +94,11 @@ mod tests {
 
     #[test]
     fn reads_the_repository_envoy_yaml() {
-        let c = load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/envoy.yaml"))).unwrap();
+        let c = load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../envoy/envoy.yaml"
+        )))
+        .unwrap();
         assert!(c.provider("demo").is_some());
         assert!(c.provider("openai").is_some());
     }
@@ -113,7 +117,10 @@ mod tests {
     fn errors_name_file_and_field() {
         let e = parse("x.yaml", "providers:\n  - name: V\n    type: openai\n").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.starts_with("x.yaml: invalid gateway configuration: providers[0].name"), "{msg}");
+        assert!(
+            msg.starts_with("x.yaml: invalid gateway configuration: providers[0].name"),
+            "{msg}"
+        );
         let e = parse("e.yaml", "static_resources: {}\n").unwrap_err();
         assert!(matches!(e, ConfigFileError::NoPlugin { .. }));
     }

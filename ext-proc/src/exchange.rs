@@ -3,23 +3,24 @@
 //!
 //! 1. read the route and the credential the filter handed over (filter state, unforgeable);
 //! 2. authenticate the gateway credential ([`crate::auth`]);
-//! 3. add the upstream credential ([`crate::providers`]).
+//! 3. add the upstream credential ([`crate::providers`]);
+//! 4. Bedrock only: ask for the body (BUFFERED), then sign it ([`crate::providers::bedrock`]).
 //!
 //! Any failure becomes the gateway's JSON error as an `ImmediateResponse`: nothing is forwarded.
 
 use crate::auth::Principal;
 use crate::gateway::Gateway;
+use crate::providers::bedrock::{self, Pending};
 use crate::providers::{self, Upstream};
 use aigw_core::handoff::{Route, CREDENTIAL_ATTRIBUTE, ROUTE_ATTRIBUTE};
-use aigw_core::{ErrorKind, GatewayError};
-use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
-use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use aigw_core::{ErrorKind, GatewayError, ProviderKind};
+use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Phase;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
-    BodyResponse, CommonResponse, HeaderMutation, HeadersResponse, HttpHeaders, ImmediateResponse,
-    ProcessingRequest, ProcessingResponse, TrailersResponse,
+    BodyResponse, CommonResponse, HeaderMutation, HeadersResponse, HttpBody, HttpHeaders,
+    ImmediateResponse, ProcessingRequest, ProcessingResponse, TrailersResponse,
 };
 use envoy_types::pb::google::protobuf::{value::Kind, Struct};
 
@@ -30,37 +31,42 @@ const EXT_PROC_ATTRIBUTES: &str = "envoy.filters.http.ext_proc";
 #[derive(Debug, Default)]
 pub struct Exchange {
     pub principal: Option<Principal>,
+    /// Bedrock: the request waiting for its body to be signed, and its provider.
+    signing: Option<(String, Pending)>,
 }
 
 impl Exchange {
-    pub fn on_message(&mut self, gw: &Gateway, msg: ProcessingRequest) -> ProcessingResponse {
-        let reply = match msg.request {
+    pub async fn on_message(&mut self, gw: &Gateway, msg: ProcessingRequest) -> ProcessingResponse {
+        let result = match msg.request {
             Some(Phase::RequestHeaders(h)) => {
-                match self.on_request_headers(gw, &msg.attributes, &h) {
-                    Ok(r) => r,
-                    Err(e) => immediate(&e),
-                }
+                self.on_request_headers(gw, &msg.attributes, &h).await
             }
+            Some(Phase::RequestBody(b)) => self.on_request_body(gw, &b).await,
             // Phases we did not ask for: let them pass unchanged.
-            Some(Phase::ResponseHeaders(_)) => Reply::ResponseHeaders(HeadersResponse::default()),
-            Some(Phase::RequestBody(_)) => Reply::RequestBody(BodyResponse::default()),
-            Some(Phase::ResponseBody(_)) => Reply::ResponseBody(BodyResponse::default()),
-            Some(Phase::RequestTrailers(_)) => Reply::RequestTrailers(TrailersResponse::default()),
-            Some(Phase::ResponseTrailers(_)) => Reply::ResponseTrailers(TrailersResponse::default()),
-            None => immediate(&GatewayError::new(ErrorKind::Misconfigured, "empty ext_proc message")),
+            Some(Phase::ResponseHeaders(_)) => {
+                Ok(reply(Reply::ResponseHeaders(HeadersResponse::default())))
+            }
+            Some(Phase::ResponseBody(_)) => Ok(reply(Reply::ResponseBody(BodyResponse::default()))),
+            Some(Phase::RequestTrailers(_)) => {
+                Ok(reply(Reply::RequestTrailers(TrailersResponse::default())))
+            }
+            Some(Phase::ResponseTrailers(_)) => {
+                Ok(reply(Reply::ResponseTrailers(TrailersResponse::default())))
+            }
+            None => Err(GatewayError::new(
+                ErrorKind::Misconfigured,
+                "empty ext_proc message",
+            )),
         };
-        ProcessingResponse {
-            response: Some(reply),
-            ..Default::default()
-        }
+        result.unwrap_or_else(|e| reply(immediate(&e)))
     }
 
-    fn on_request_headers(
+    async fn on_request_headers(
         &mut self,
         gw: &Gateway,
         attributes: &std::collections::HashMap<String, Struct>,
         headers: &HttpHeaders,
-    ) -> Result<Reply, GatewayError> {
+    ) -> Result<ProcessingResponse, GatewayError> {
         let attrs = attributes.get(EXT_PROC_ATTRIBUTES);
         let route = attribute(attrs, ROUTE_ATTRIBUTE)
             .and_then(Route::decode)
@@ -72,22 +78,113 @@ impl Exchange {
         let credential = attribute(attrs, CREDENTIAL_ATTRIBUTE).unwrap_or("");
         let keys = gw.api_keys.load();
         let principal = keys.authenticate(credential).ok_or_else(|| {
-            GatewayError::new(ErrorKind::InvalidCredential, "the gateway credential is not valid")
+            GatewayError::new(
+                ErrorKind::InvalidCredential,
+                "the gateway credential is not valid",
+            )
         })?;
         self.principal = Some(principal.clone());
 
+        if route.kind == ProviderKind::Bedrock {
+            return self.start_signing(gw, &route, headers).await;
+        }
         let up = Upstream {
             route: &route,
             headers: headers.headers.as_ref(),
         };
         let mutation = providers::upstream_mutation(&up, &gw.secrets.snapshot())?;
-        Ok(Reply::RequestHeaders(HeadersResponse {
+        Ok(reply(headers_reply(mutation.0)))
+    }
+
+    /// Bedrock: sign now if there is no body, else ask Envoy for the whole body first.
+    async fn start_signing(
+        &mut self,
+        gw: &Gateway,
+        route: &Route<'_>,
+        headers: &HttpHeaders,
+    ) -> Result<ProcessingResponse, GatewayError> {
+        let signer = signer(gw, route.provider)?;
+        let h = headers.headers.as_ref();
+        let pending = Pending {
+            method: header(h, ":method").unwrap_or("POST").to_string(),
+            authority: header(h, ":authority").unwrap_or_default().to_string(),
+            path: header(h, ":path").unwrap_or("/").to_string(),
+        };
+        if headers.end_of_stream {
+            let m = signer.sign(&pending, b"", &gw.secrets.snapshot()).await?;
+            return Ok(reply(headers_reply(m.0)));
+        }
+        self.signing = Some((route.provider.to_string(), pending));
+        Ok(ProcessingResponse {
+            response: Some(headers_reply(HeaderMutation::default())),
+            mode_override: Some(bedrock::body_mode()),
+            ..Default::default()
+        })
+    }
+
+    async fn on_request_body(
+        &mut self,
+        gw: &Gateway,
+        body: &HttpBody,
+    ) -> Result<ProcessingResponse, GatewayError> {
+        let Some((provider, pending)) = self.signing.take() else {
+            return Ok(reply(Reply::RequestBody(BodyResponse::default())));
+        };
+        if !body.end_of_stream {
+            // BUFFERED hands over the whole body in one message; anything else is a config error.
+            tracing::error!(
+                "Bedrock body arrived in pieces; the request body mode must be BUFFERED"
+            );
+            return Err(GatewayError::new(
+                ErrorKind::Misconfigured,
+                "the gateway is misconfigured",
+            ));
+        }
+        let m = signer(gw, &provider)?
+            .sign(&pending, &body.body, &gw.secrets.snapshot())
+            .await?;
+        Ok(reply(Reply::RequestBody(BodyResponse {
             response: Some(CommonResponse {
-                header_mutation: Some(mutation.0),
+                header_mutation: Some(m.0),
                 ..Default::default()
             }),
-        }))
+        })))
     }
+}
+
+fn signer<'a>(gw: &'a Gateway, provider: &str) -> Result<&'a bedrock::BedrockSigner, GatewayError> {
+    gw.bedrock.get(provider).ok_or_else(|| {
+        tracing::error!(
+            provider,
+            "Bedrock provider unknown to the sidecar; restart it with the current config"
+        );
+        GatewayError::new(ErrorKind::Misconfigured, "the gateway is misconfigured")
+    })
+}
+
+fn reply(r: Reply) -> ProcessingResponse {
+    ProcessingResponse {
+        response: Some(r),
+        ..Default::default()
+    }
+}
+
+fn headers_reply(mutation: HeaderMutation) -> Reply {
+    Reply::RequestHeaders(HeadersResponse {
+        response: Some(CommonResponse {
+            header_mutation: Some(mutation),
+            ..Default::default()
+        }),
+    })
+}
+
+/// A request header as Envoy sent it (`raw_value`).
+fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
+    let v = h?.headers.iter().find(|v| v.key == name)?;
+    std::str::from_utf8(&v.raw_value)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or(Some(v.value.as_str()))
 }
 
 /// A string attribute of the ext_proc attribute struct.
@@ -100,30 +197,18 @@ fn attribute<'a>(attrs: Option<&'a Struct>, key: &str) -> Option<&'a str> {
 
 /// The gateway's JSON error as an ext_proc immediate response.
 pub fn immediate(e: &GatewayError) -> Reply {
-    let mut set_headers = vec![header("content-type", "application/json")];
-    set_headers.extend(e.extra_headers().iter().map(|(k, v)| header(k, v)));
+    let mut headers = providers::Mutation::default();
+    headers.set("content-type", b"application/json".to_vec());
+    for (k, v) in e.extra_headers() {
+        headers.set(k, v.as_bytes().to_vec());
+    }
     Reply::ImmediateResponse(ImmediateResponse {
         status: Some(HttpStatus {
             code: i32::from(e.status()),
         }),
-        headers: Some(HeaderMutation {
-            set_headers,
-            ..Default::default()
-        }),
+        headers: Some(headers.0),
         body: e.to_json().into_bytes(),
         grpc_status: None,
         details: format!("aigw_{}", e.kind.code()),
     })
-}
-
-fn header(k: &str, v: &str) -> HeaderValueOption {
-    HeaderValueOption {
-        header: Some(HeaderValue {
-            key: k.to_string(),
-            value: String::new(),
-            raw_value: v.as_bytes().to_vec(),
-        }),
-        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
-        ..Default::default()
-    }
 }

@@ -2,17 +2,21 @@
 //! keys derived from it. Requests read it lock-free; a background task refreshes secrets.
 
 use crate::auth::api_key::ApiKeys;
+use crate::providers::bedrock::{credentials, BedrockSigner};
 use crate::secrets::{SecretSources, SecretStore};
-use aigw_core::GatewayConfig;
+use aigw_core::{GatewayConfig, ProviderKind};
 use arc_swap::ArcSwap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug)]
 pub struct Gateway {
     pub config: GatewayConfig,
-    pub secrets: SecretStore,
+    pub secrets: Arc<SecretStore>,
     pub api_keys: ArcSwap<ApiKeys>,
+    /// Signers of the enabled Bedrock providers, by provider name.
+    pub bedrock: HashMap<String, BedrockSigner>,
     sources: SecretSources,
 }
 
@@ -22,11 +26,14 @@ pub enum StartError {
     Secrets(#[from] std::io::Error),
     #[error("secret references do not resolve: {}", .0.join(", "))]
     Unresolved(Vec<String>),
+    #[error("provider '{provider}': {reason}")]
+    Bedrock { provider: String, reason: String },
 }
 
 impl Gateway {
-    /// Loads every secret once and refuses a config whose secret references do not resolve.
-    pub fn start(config: GatewayConfig, sources: SecretSources) -> Result<Self, StartError> {
+    /// Loads every secret once and refuses a config whose secret references do not resolve
+    /// or whose Bedrock providers cannot get AWS credentials.
+    pub async fn start(config: GatewayConfig, sources: SecretSources) -> Result<Self, StartError> {
         let snap = sources.load()?;
         let unresolved: Vec<String> = config
             .secret_refs()
@@ -44,10 +51,32 @@ impl Gateway {
                 u.secret, u.name, u.reason
             )]));
         }
+        let secrets = Arc::new(SecretStore::new(snap));
+        let mut bedrock = HashMap::new();
+        for p in config
+            .providers
+            .iter()
+            .filter(|p| p.enabled && p.kind == ProviderKind::Bedrock)
+        {
+            let source =
+                credentials::build(p, &secrets)
+                    .await
+                    .map_err(|reason| StartError::Bedrock {
+                        provider: p.name.clone(),
+                        reason,
+                    })?;
+            let signer = BedrockSigner {
+                provider: p.name.clone(),
+                region: p.region.clone().unwrap_or_default(),
+                credentials: source,
+            };
+            bedrock.insert(p.name.clone(), signer);
+        }
         Ok(Self {
             config,
-            secrets: SecretStore::new(snap),
+            secrets,
             api_keys: ArcSwap::from_pointee(keys),
+            bedrock,
             sources,
         })
     }

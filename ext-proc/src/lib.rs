@@ -8,7 +8,7 @@
 //!   then [`providers`] (the upstream credential from [`secrets`]).
 //! - [`gateway`]: shared state (config, secret store, API keys) and its refresh.
 //! - [`config_file`]: reads the filter's plugin configuration out of the Envoy YAML.
-//! - [`settings`]: flags.
+//! - [`settings`]: the command-line flags.
 
 pub mod auth;
 pub mod config_file;
@@ -52,7 +52,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         env: settings.secrets_env || settings.secrets_dir.is_none(),
         dir: settings.secrets_dir.clone(),
     };
-    let gateway = Arc::new(Gateway::start(config, sources)?);
+    let gateway = Arc::new(Gateway::start(config, sources).await?);
     gateway.spawn_refresh(Duration::from_millis(settings.secrets_refresh_ms.max(50)));
 
     let service = ExternalProcessorServer::new(server::Processor::new(Arc::clone(&gateway)))

@@ -114,7 +114,9 @@ mod tests {
     #[test]
     fn replace_reports_changes_only() {
         let s = SecretStore::new(Snapshot::from([("A".into(), SecretValue::new("1"))]));
-        assert!(s.replace(Snapshot::from([("A".into(), SecretValue::new("1"))])).is_empty());
+        assert!(s
+            .replace(Snapshot::from([("A".into(), SecretValue::new("1"))]))
+            .is_empty());
         let changed = s.replace(Snapshot::from([
             ("A".into(), SecretValue::new("2")),
             ("B".into(), SecretValue::new("3")),

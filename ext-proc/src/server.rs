@@ -48,7 +48,7 @@ impl ExternalProcessor for Processor {
             }
             match st.inbound.message().await {
                 Ok(Some(msg)) => {
-                    let resp = st.exchange.on_message(&st.gateway, msg);
+                    let resp = st.exchange.on_message(&st.gateway, msg).await;
                     Some((Ok(resp), st))
                 }
                 Ok(None) => None,

@@ -4,7 +4,11 @@ use clap::Parser;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "aigw-ext-proc", version, about = "The LLM gateway's ext_proc sidecar")]
+#[command(
+    name = "aigw-ext-proc",
+    version,
+    about = "The LLM gateway's ext_proc sidecar"
+)]
 pub struct Settings {
     /// The Envoy YAML holding the gateway's wasm plugin configuration (or a bare gateway
     /// config file with `providers:`).

@@ -85,7 +85,11 @@ impl<'a> CredentialSources<'a> {
     /// With Anthropic `authorization_passthrough` the client's `Authorization`/`x-api-key`
     /// belong to Anthropic; the gateway credential comes only from `x-gateway-token`.
     pub fn pick_passthrough(&self) -> Result<&'a str, GatewayError> {
-        let mut vals = self.gateway_token.iter().map(|v| v.trim()).filter(|v| !v.is_empty());
+        let mut vals = self
+            .gateway_token
+            .iter()
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty());
         let first = vals.next().ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::MissingCredential,
@@ -136,13 +140,21 @@ mod tests {
 
     #[test]
     fn each_sdk_location() {
-        assert_eq!(src(&[("authorization", "Bearer gw-1")]).pick().unwrap(), "gw-1");
-        assert_eq!(src(&[("authorization", "bearer  gw-1 ")]).pick().unwrap(), "gw-1");
+        assert_eq!(
+            src(&[("authorization", "Bearer gw-1")]).pick().unwrap(),
+            "gw-1"
+        );
+        assert_eq!(
+            src(&[("authorization", "bearer  gw-1 ")]).pick().unwrap(),
+            "gw-1"
+        );
         assert_eq!(src(&[("x-api-key", "gw-1")]).pick().unwrap(), "gw-1");
         assert_eq!(src(&[("x-goog-api-key", "gw-1")]).pick().unwrap(), "gw-1");
         assert_eq!(src(&[("x-gateway-token", "gw-1")]).pick().unwrap(), "gw-1");
-        let mut s = CredentialSources::default();
-        s.query_key = Some("gw-1");
+        let s = CredentialSources {
+            query_key: Some("gw-1"),
+            ..Default::default()
+        };
         assert_eq!(s.pick().unwrap(), "gw-1");
     }
 
@@ -163,26 +175,44 @@ mod tests {
 
     #[test]
     fn missing_or_wrong_scheme() {
-        assert_eq!(src(&[]).pick().unwrap_err().kind, ErrorKind::MissingCredential);
         assert_eq!(
-            src(&[("authorization", "Bearer ")]).pick().unwrap_err().kind,
+            src(&[]).pick().unwrap_err().kind,
             ErrorKind::MissingCredential
         );
         assert_eq!(
-            src(&[("authorization", "Basic dXNlcjpwdw==")]).pick().unwrap_err().kind,
+            src(&[("authorization", "Bearer ")])
+                .pick()
+                .unwrap_err()
+                .kind,
+            ErrorKind::MissingCredential
+        );
+        assert_eq!(
+            src(&[("authorization", "Basic dXNlcjpwdw==")])
+                .pick()
+                .unwrap_err()
+                .kind,
             ErrorKind::InvalidCredential
         );
         assert_eq!(
-            src(&[("authorization", "AWS4-HMAC-SHA256 Credential=x")]).pick().unwrap_err().kind,
+            src(&[("authorization", "AWS4-HMAC-SHA256 Credential=x")])
+                .pick()
+                .unwrap_err()
+                .kind,
             ErrorKind::InvalidCredential
         );
     }
 
     #[test]
     fn passthrough_reads_only_the_gateway_header() {
-        let s = src(&[("authorization", "Bearer sk-ant-own"), ("x-gateway-token", "gw-1")]);
+        let s = src(&[
+            ("authorization", "Bearer sk-ant-own"),
+            ("x-gateway-token", "gw-1"),
+        ]);
         assert_eq!(s.pick_passthrough().unwrap(), "gw-1");
         let s = src(&[("authorization", "Bearer sk-ant-own")]);
-        assert_eq!(s.pick_passthrough().unwrap_err().kind, ErrorKind::MissingCredential);
+        assert_eq!(
+            s.pick_passthrough().unwrap_err().kind,
+            ErrorKind::MissingCredential
+        );
     }
 }

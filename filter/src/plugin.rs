@@ -82,7 +82,10 @@ impl HttpContext for Exchange {
                 }
                 self.set_http_request_header(":path", Some(&f.path));
                 self.set_http_request_header(":authority", Some(&p.upstream.authority));
-                self.set_http_request_header(UPSTREAM_SCHEME_HEADER, Some(p.upstream.scheme.as_str()));
+                self.set_http_request_header(
+                    UPSTREAM_SCHEME_HEADER,
+                    Some(p.upstream.scheme.as_str()),
+                );
                 self.set_property(vec![ROUTE_PROPERTY], Some(f.provider.route_line.as_bytes()));
                 self.set_property(vec![CREDENTIAL_PROPERTY], Some(f.credential.as_bytes()));
                 // Header changes clear the route cache on this ABI; say so explicitly anyway,

@@ -23,7 +23,10 @@ fn defaults_per_type() {
     assert_eq!(u("anthropic").authority, "api.anthropic.com");
     assert_eq!(u("anthropic").path_prefix, "");
     assert_eq!(u("gemini").authority, "generativelanguage.googleapis.com");
-    assert_eq!(u("bedrock").authority, "bedrock-runtime.us-east-1.amazonaws.com");
+    assert_eq!(
+        u("bedrock").authority,
+        "bedrock-runtime.us-east-1.amazonaws.com"
+    );
     assert_eq!(u("vllm").authority, "vllm.internal:8000");
     assert_eq!(u("vllm").scheme, Scheme::Http);
     assert_eq!(u("vllm").path_prefix, "/v1");
@@ -32,8 +35,9 @@ fn defaults_per_type() {
 
 #[test]
 fn errors_name_the_field() {
-    let e = parse(r#"{"providers":[{"name":"x","type":"openai","api_key_secret":"K","colour":1}]}"#)
-        .unwrap_err();
+    let e =
+        parse(r#"{"providers":[{"name":"x","type":"openai","api_key_secret":"K","colour":1}]}"#)
+            .unwrap_err();
     assert!(e.starts_with("providers[0]"), "{e}");
     assert!(e.contains("colour"), "{e}");
 

@@ -11,7 +11,10 @@ fn err(p: &str) -> ErrorKind {
 #[test]
 fn splits_provider_rest_and_query() {
     let p = ok("/llm/v1/providers/openai/chat/completions");
-    assert_eq!((p.provider, p.rest, p.query), ("openai", "/chat/completions", None));
+    assert_eq!(
+        (p.provider, p.rest, p.query),
+        ("openai", "/chat/completions", None)
+    );
     let p = ok("/llm/v1/providers/gemini/v1/models/gemini-x:streamGenerateContent?alt=sse");
     assert_eq!(p.provider, "gemini");
     assert_eq!(p.rest, "/v1/models/gemini-x:streamGenerateContent");
@@ -83,25 +86,55 @@ fn up(base: &str, path: &str) -> String {
 #[test]
 fn upstream_paths() {
     let openai = "https://api.openai.com/v1";
-    assert_eq!(up(openai, "/llm/v1/providers/o/chat/completions"), "/v1/chat/completions");
+    assert_eq!(
+        up(openai, "/llm/v1/providers/o/chat/completions"),
+        "/v1/chat/completions"
+    );
     // Client configured with {proxy}/v1: not doubled.
-    assert_eq!(up(openai, "/llm/v1/providers/o/v1/chat/completions"), "/v1/chat/completions");
+    assert_eq!(
+        up(openai, "/llm/v1/providers/o/v1/chat/completions"),
+        "/v1/chat/completions"
+    );
     assert_eq!(up(openai, "/llm/v1/providers/o/v1"), "/v1");
     assert_eq!(up(openai, "/llm/v1/providers/o/v1beta/x"), "/v1/v1beta/x");
-    assert_eq!(up(openai, "/llm/v1/providers/o/models?limit=2"), "/v1/models?limit=2");
+    assert_eq!(
+        up(openai, "/llm/v1/providers/o/models?limit=2"),
+        "/v1/models?limit=2"
+    );
     let anthropic = "https://api.anthropic.com";
-    assert_eq!(up(anthropic, "/llm/v1/providers/a/v1/messages"), "/v1/messages");
+    assert_eq!(
+        up(anthropic, "/llm/v1/providers/a/v1/messages"),
+        "/v1/messages"
+    );
     assert_eq!(up(anthropic, "/llm/v1/providers/a"), "/");
     assert_eq!(up(anthropic, "/llm/v1/providers/a?q"), "/?q");
-    assert_eq!(up("http://vllm:8000/v1", "/llm/v1/providers/v/models"), "/v1/models");
-    assert_eq!(up("http://h/base/v1", "/llm/v1/providers/v/v1/models"), "/base/v1/models");
-    assert_eq!(up("http://h/base", "/llm/v1/providers/v/v1/models"), "/base/v1/models");
+    assert_eq!(
+        up("http://vllm:8000/v1", "/llm/v1/providers/v/models"),
+        "/v1/models"
+    );
+    assert_eq!(
+        up("http://h/base/v1", "/llm/v1/providers/v/v1/models"),
+        "/base/v1/models"
+    );
+    assert_eq!(
+        up("http://h/base", "/llm/v1/providers/v/v1/models"),
+        "/base/v1/models"
+    );
 }
 
 #[test]
 fn query_param_lifting() {
-    assert_eq!(take_query_param("alt=sse&key=abc", "key"), (Some("abc"), "alt=sse".into()));
-    assert_eq!(take_query_param("key=abc", "key"), (Some("abc"), String::new()));
+    assert_eq!(
+        take_query_param("alt=sse&key=abc", "key"),
+        (Some("abc"), "alt=sse".into())
+    );
+    assert_eq!(
+        take_query_param("key=abc", "key"),
+        (Some("abc"), String::new())
+    );
     assert_eq!(take_query_param("alt=sse", "key"), (None, "alt=sse".into()));
-    assert_eq!(take_query_param("keys=1&key=", "key"), (Some(""), "keys=1".into()));
+    assert_eq!(
+        take_query_param("keys=1&key=", "key"),
+        (Some(""), "keys=1".into())
+    );
 }

@@ -118,7 +118,10 @@ mod tests {
             ("K1".into(), SecretValue::new("gw-one")),
             ("K2".into(), SecretValue::new(&hashed)),
         ]);
-        let (keys, bad) = ApiKeys::build(&cfg(&[("one", "K1"), ("two", "K2"), ("three", "K3")]), &secrets);
+        let (keys, bad) = ApiKeys::build(
+            &cfg(&[("one", "K1"), ("two", "K2"), ("three", "K3")]),
+            &secrets,
+        );
         assert_eq!(keys.len(), 2);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].secret, "K3");

@@ -53,7 +53,8 @@ mod tests {
         std::fs::write(d.path().join("..data"), "x").unwrap();
         std::fs::create_dir(d.path().join("SUBDIR")).unwrap();
         #[cfg(unix)]
-        std::os::unix::fs::symlink(d.path().join("OPENAI_API_KEY"), d.path().join("LINKED")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("OPENAI_API_KEY"), d.path().join("LINKED"))
+            .unwrap();
         let s = load(d.path()).unwrap();
         assert_eq!(s.get("OPENAI_API_KEY").unwrap().expose(), "sk-1");
         assert!(!s.contains_key("lowercase"));

@@ -15,7 +15,10 @@ fn table() -> ProviderTable {
 }
 
 fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 fn forward<'a>(t: &'a ProviderTable, hs: &'a [(String, String)]) -> Forward<'a> {
@@ -103,14 +106,48 @@ fn bedrock_drops_client_signing_headers() {
 fn errors() {
     let t = table();
     let cases: &[(&[(&str, &str)], ErrorKind)] = &[
-        (&[(":path", "/llm/v1/providers/nope/x"), ("authorization", "Bearer a")], ErrorKind::UnknownProvider),
-        (&[(":path", "/llm/v1/providers/off/x"), ("authorization", "Bearer a")], ErrorKind::ProviderDisabled),
-        (&[(":path", "/llm/v1/providers/openai/../x"), ("authorization", "Bearer a")], ErrorKind::InvalidPath),
-        (&[(":path", "/llm/v1/providers/openai/x")], ErrorKind::MissingCredential),
-        (&[(":path", "/llm/v1/providers/openai/x"), ("x-aigw-upstream", "http")], ErrorKind::InternalHeader),
-        (&[(":path", "/healthz"), ("X-AIGW-Upstream", "http")], ErrorKind::InternalHeader),
         (
-            &[(":path", "/llm/v1/providers/openai/x"), ("authorization", "Bearer a"), ("x-api-key", "b")],
+            &[
+                (":path", "/llm/v1/providers/nope/x"),
+                ("authorization", "Bearer a"),
+            ],
+            ErrorKind::UnknownProvider,
+        ),
+        (
+            &[
+                (":path", "/llm/v1/providers/off/x"),
+                ("authorization", "Bearer a"),
+            ],
+            ErrorKind::ProviderDisabled,
+        ),
+        (
+            &[
+                (":path", "/llm/v1/providers/openai/../x"),
+                ("authorization", "Bearer a"),
+            ],
+            ErrorKind::InvalidPath,
+        ),
+        (
+            &[(":path", "/llm/v1/providers/openai/x")],
+            ErrorKind::MissingCredential,
+        ),
+        (
+            &[
+                (":path", "/llm/v1/providers/openai/x"),
+                ("x-aigw-upstream", "http"),
+            ],
+            ErrorKind::InternalHeader,
+        ),
+        (
+            &[(":path", "/healthz"), ("X-AIGW-Upstream", "http")],
+            ErrorKind::InternalHeader,
+        ),
+        (
+            &[
+                (":path", "/llm/v1/providers/openai/x"),
+                ("authorization", "Bearer a"),
+                ("x-api-key", "b"),
+            ],
             ErrorKind::AmbiguousCredentials,
         ),
     ];
@@ -122,12 +159,18 @@ fn errors() {
 #[test]
 fn other_paths_pass() {
     let t = table();
-    assert_eq!(Request::route(&t, &h(&[(":path", "/healthz")])), Decision::Pass);
+    assert_eq!(
+        Request::route(&t, &h(&[(":path", "/healthz")])),
+        Decision::Pass
+    );
 }
 
 #[test]
 fn bedrock_paths_are_checked() {
     let t = table();
-    let hs = h(&[(":path", "/llm/v1/providers/bedrock/model/m/delete"), ("authorization", "Bearer gw")]);
+    let hs = h(&[
+        (":path", "/llm/v1/providers/bedrock/model/m/delete"),
+        ("authorization", "Bearer gw"),
+    ]);
     assert_eq!(reply(&t, &hs), ErrorKind::InvalidPath);
 }
