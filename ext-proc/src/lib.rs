@@ -14,10 +14,12 @@ pub mod auth;
 pub mod config_file;
 pub mod exchange;
 pub mod gateway;
+pub mod pricing;
 pub mod providers;
 pub mod secrets;
 pub mod server;
 pub mod settings;
+pub mod usage;
 
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use gateway::Gateway;

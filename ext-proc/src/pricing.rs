@@ -1,0 +1,1 @@
+//! Model prices and request cost (in progress).

@@ -1,0 +1,1 @@
+//! Token usage read from provider responses (in progress).
