@@ -19,6 +19,31 @@ struct RawConfig {
     providers: Vec<RawProvider>,
     #[serde(default)]
     api_keys: Vec<RawApiKey>,
+    #[serde(default)]
+    oidc: Vec<RawOidcIssuer>,
+    default_access: Option<Vec<AccessRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidcIssuer {
+    issuer: String,
+    audiences: Vec<String>,
+    algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    claims: ClaimNames,
+    #[serde(default = "default_leeway")]
+    leeway_secs: u64,
+    #[serde(default = "default_jwks_refresh")]
+    jwks_refresh_secs: u64,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+fn default_jwks_refresh() -> u64 {
+    300
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +60,8 @@ struct RawProvider {
     authorization_passthrough: bool,
     region: Option<String>,
     aws: Option<RawAws>,
+    access: Option<Vec<AccessRule>>,
+    gateway_token_required: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +86,8 @@ struct RawAssumeRole {
 struct RawApiKey {
     name: String,
     secret: String,
+    user: Option<String>,
+    agent: Option<String>,
 }
 
 fn yes() -> bool {
@@ -70,7 +99,60 @@ fn yes() -> bool {
 pub struct GatewayConfig {
     pub providers: Vec<ProviderConfig>,
     pub api_keys: Vec<ApiKeyConfig>,
+    pub oidc: Vec<OidcIssuer>,
+    /// Who may use a provider that has no `access` list; `None`: every authenticated caller.
+    pub default_access: Option<Vec<AccessRule>>,
 }
+
+/// An OpenID issuer whose access tokens (JWTs) the gateway accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcIssuer {
+    /// Exactly as in the tokens' `iss`; discovery is at `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The token's `aud` must contain one of these.
+    pub audiences: Vec<String>,
+    /// Accepted signature algorithms (asymmetric only).
+    pub algorithms: Vec<String>,
+    pub claims: ClaimNames,
+    pub leeway_secs: u64,
+    pub jwks_refresh_secs: u64,
+}
+
+/// Which token claims name the principal's user, agent and groups.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    pub user: String,
+    pub agent: String,
+    pub groups: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            user: "sub".into(),
+            agent: "client_id".into(),
+            groups: "groups".into(),
+        }
+    }
+}
+
+/// One rule of an access list; a principal matching any rule may use the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AccessRule {
+    Subject(String),
+    ClientId(String),
+    Group(String),
+    Scope(String),
+    ApiKey(String),
+}
+
+/// Signature algorithms a token may use: asymmetric only, so a public key can never be
+/// used as an HMAC secret.
+pub const ASYMMETRIC_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 /// One provider, validated, with its base URL split once so requests only concatenate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +169,10 @@ pub struct ProviderConfig {
     pub region: Option<String>,
     /// Bedrock only: where the AWS credentials come from.
     pub aws: Option<AwsConfig>,
+    /// Who may use this provider; `None`: the config's `default_access`.
+    pub access: Option<Vec<AccessRule>>,
+    /// Anthropic passthrough only: whether `x-gateway-token` must be sent (default true).
+    pub gateway_token_required: bool,
 }
 
 /// How a Bedrock provider gets the AWS credentials it signs with.
@@ -126,6 +212,9 @@ pub const DEFAULT_ROLE_SESSION_NAME: &str = "aigw";
 pub struct ApiKeyConfig {
     pub name: String,
     pub secret: String,
+    /// The user and agent requests with this key are attributed to (default: the name).
+    pub user: Option<String>,
+    pub agent: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -518,6 +607,12 @@ impl RawConfig {
                 ),
                 _ => {}
             }
+            if p.gateway_token_required.is_some() && !p.authorization_passthrough {
+                err(
+                    f("gateway_token_required"),
+                    "is only valid with authorization_passthrough".into(),
+                );
+            }
             let aws = match (p.aws, p.kind) {
                 (Some(_), k) if k != ProviderKind::Bedrock => {
                     err(f("aws"), "is only valid for type bedrock".into());
@@ -559,6 +654,8 @@ impl RawConfig {
                     authorization_passthrough: p.authorization_passthrough,
                     region: p.region,
                     aws,
+                    access: p.access,
+                    gateway_token_required: p.gateway_token_required.unwrap_or(true),
                 });
             }
         }
@@ -586,13 +683,68 @@ impl RawConfig {
             api_keys.push(ApiKeyConfig {
                 name: k.name,
                 secret: k.secret,
+                user: k.user,
+                agent: k.agent,
             });
+        }
+
+        let mut oidc: Vec<OidcIssuer> = Vec::with_capacity(self.oidc.len());
+        for (i, o) in self.oidc.into_iter().enumerate() {
+            let f = |name: &str| format!("oidc[{i}].{name}");
+            if let Err(e) = UpstreamUrl::parse(&o.issuer) {
+                err(f("issuer"), format!("'{}' is not an http(s) URL: {e}", o.issuer));
+            }
+            if oidc.iter().any(|q| q.issuer == o.issuer) {
+                err(f("issuer"), format!("duplicate issuer '{}'", o.issuer));
+            }
+            if o.audiences.is_empty() || o.audiences.iter().any(|a| a.is_empty()) {
+                err(f("audiences"), "must list at least one non-empty audience".into());
+            }
+            let algorithms = o
+                .algorithms
+                .unwrap_or_else(|| ASYMMETRIC_ALGORITHMS.iter().map(|a| a.to_string()).collect());
+            for a in &algorithms {
+                if !ASYMMETRIC_ALGORITHMS.contains(&a.as_str()) {
+                    err(
+                        f("algorithms"),
+                        format!("'{a}' is not allowed; use one of {}", ASYMMETRIC_ALGORITHMS.join(", ")),
+                    );
+                }
+            }
+            if o.jwks_refresh_secs == 0 {
+                err(f("jwks_refresh_secs"), "must be at least 1".into());
+            }
+            oidc.push(OidcIssuer {
+                issuer: o.issuer,
+                audiences: o.audiences,
+                algorithms,
+                claims: o.claims,
+                leeway_secs: o.leeway_secs,
+                jwks_refresh_secs: o.jwks_refresh_secs,
+            });
+        }
+
+        // Access rules naming API keys must name existing ones.
+        let check_rules = |field: String, rules: &Option<Vec<AccessRule>>, err: &mut dyn FnMut(String, String)| {
+            for (j, r) in rules.iter().flatten().enumerate() {
+                if let AccessRule::ApiKey(name) = r {
+                    if !api_keys.iter().any(|k| &k.name == name) {
+                        err(format!("{field}[{j}].api_key"), format!("no API key named '{name}'"));
+                    }
+                }
+            }
+        };
+        check_rules("default_access".into(), &self.default_access, &mut err);
+        for (i, p) in providers.iter().enumerate() {
+            check_rules(format!("providers[{i}].access"), &p.access, &mut err);
         }
 
         if errors.is_empty() {
             Ok(GatewayConfig {
                 providers,
                 api_keys,
+                oidc,
+                default_access: self.default_access,
             })
         } else {
             Err(ConfigErrors(errors))

@@ -38,6 +38,8 @@ pub struct Route<'a> {
     pub kind: ProviderKind,
     pub api_key_secret: Option<&'a str>,
     pub authorization_passthrough: bool,
+    /// Passthrough without a gateway token is allowed (anonymous caller).
+    pub gateway_token_optional: bool,
     pub region: Option<&'a str>,
 }
 
@@ -48,23 +50,25 @@ impl<'a> Route<'a> {
             kind: p.kind,
             api_key_secret: p.api_key_secret.as_deref(),
             authorization_passthrough: p.authorization_passthrough,
+            gateway_token_optional: p.authorization_passthrough && !p.gateway_token_required,
             region: p.region.as_deref(),
         }
     }
 
     /// `v1|<name>|<type>|<secret>|<flags>|<region>`. Names, types, secret refs and regions
-    /// are validated not to contain `|`.
+    /// are validated not to contain `|`. Flags: `p` passthrough, `o` gateway token optional.
     pub fn encode(&self) -> String {
+        let flags = match (self.authorization_passthrough, self.gateway_token_optional) {
+            (true, true) => "po",
+            (true, false) => "p",
+            (false, true) => "o",
+            (false, false) => "",
+        };
         format!(
-            "{VERSION}|{}|{}|{}|{}|{}",
+            "{VERSION}|{}|{}|{}|{flags}|{}",
             self.provider,
             self.kind.as_str(),
             self.api_key_secret.unwrap_or(""),
-            if self.authorization_passthrough {
-                "p"
-            } else {
-                ""
-            },
             self.region.unwrap_or(""),
         )
     }
@@ -88,6 +92,7 @@ impl<'a> Route<'a> {
             kind,
             api_key_secret: (!secret.is_empty()).then_some(secret),
             authorization_passthrough: flags.contains('p'),
+            gateway_token_optional: flags.contains('o'),
             region: (!region.is_empty()).then_some(region),
         })
     }
@@ -103,6 +108,7 @@ mod tests {
         let c = GatewayConfig::from_json(
             r#"{"providers":[
             {"name":"a","type":"anthropic","authorization_passthrough":true},
+            {"name":"a2","type":"anthropic","authorization_passthrough":true,"gateway_token_required":false},
             {"name":"o","type":"openai","api_key_secret":"OPENAI_API_KEY"},
             {"name":"b","type":"bedrock","region":"eu-west-1"}]}"#,
         )
@@ -112,7 +118,7 @@ mod tests {
             assert_eq!(Route::decode(&line), Some(Route::of(p)), "{line}");
         }
         assert_eq!(
-            Route::of(&c.providers[1]).encode(),
+            Route::of(&c.providers[2]).encode(),
             "v1|o|openai|OPENAI_API_KEY||"
         );
     }

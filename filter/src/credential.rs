@@ -84,18 +84,22 @@ impl<'a> CredentialSources<'a> {
 
     /// With Anthropic `authorization_passthrough` the client's `Authorization`/`x-api-key`
     /// belong to Anthropic; the gateway credential comes only from `x-gateway-token`.
-    pub fn pick_passthrough(&self) -> Result<&'a str, GatewayError> {
+    /// When it is optional and absent, the credential is empty (an anonymous caller).
+    pub fn pick_passthrough(&self, required: bool) -> Result<&'a str, GatewayError> {
         let mut vals = self
             .gateway_token
             .iter()
             .map(|v| v.trim())
             .filter(|v| !v.is_empty());
-        let first = vals.next().ok_or_else(|| {
-            GatewayError::new(
-                ErrorKind::MissingCredential,
-                "this provider passes Authorization through to Anthropic; send the gateway token in x-gateway-token",
-            )
-        })?;
+        let Some(first) = vals.next() else {
+            if required {
+                return Err(GatewayError::new(
+                    ErrorKind::MissingCredential,
+                    "this provider passes Authorization through to Anthropic; send the gateway token in x-gateway-token",
+                ));
+            }
+            return Ok("");
+        };
         if vals.any(|v| v != first) {
             return Err(GatewayError::new(
                 ErrorKind::AmbiguousCredentials,
@@ -208,11 +212,12 @@ mod tests {
             ("authorization", "Bearer sk-ant-own"),
             ("x-gateway-token", "gw-1"),
         ]);
-        assert_eq!(s.pick_passthrough().unwrap(), "gw-1");
+        assert_eq!(s.pick_passthrough(true).unwrap(), "gw-1");
         let s = src(&[("authorization", "Bearer sk-ant-own")]);
         assert_eq!(
-            s.pick_passthrough().unwrap_err().kind,
+            s.pick_passthrough(true).unwrap_err().kind,
             ErrorKind::MissingCredential
         );
+        assert_eq!(s.pick_passthrough(false).unwrap(), "");
     }
 }

@@ -123,7 +123,7 @@ impl Request {
             }
         }
         let picked = if p.authorization_passthrough {
-            creds.pick_passthrough()
+            creds.pick_passthrough(p.gateway_token_required)
         } else {
             creds.pick()
         };

@@ -185,3 +185,47 @@ fn bedrock_credentials() {
         assert!(e.contains(want), "missing {want:?} in {e}");
     }
 }
+
+#[test]
+fn oidc_and_access() {
+    let c = parse(
+        r#"{"providers":[{"name":"o","type":"openai","api_key_secret":"K","access":[{"group":"ml"},{"api_key":"ci"}]},
+                         {"name":"a","type":"anthropic","authorization_passthrough":true,"gateway_token_required":false}],
+            "api_keys":[{"name":"ci","secret":"CI_KEY","agent":"ci-bot"}],
+            "oidc":[{"issuer":"https://idp.example.com/realms/x","audiences":["aigw"]}],
+            "default_access":[{"subject":"svc-a"}]}"#,
+    )
+    .unwrap();
+    let o = &c.oidc[0];
+    assert_eq!(o.algorithms.len(), ASYMMETRIC_ALGORITHMS.len());
+    assert_eq!(o.claims, ClaimNames::default());
+    assert_eq!(o.leeway_secs, 30);
+    assert_eq!(
+        c.provider("o").unwrap().access.as_deref(),
+        Some(&[AccessRule::Group("ml".into()), AccessRule::ApiKey("ci".into())][..])
+    );
+    assert!(!c.provider("a").unwrap().gateway_token_required);
+    assert_eq!(c.api_keys[0].agent.as_deref(), Some("ci-bot"));
+
+    let e = parse(
+        r#"{"providers":[{"name":"o","type":"openai","api_key_secret":"K","access":[{"api_key":"nope"}],"gateway_token_required":true}],
+            "oidc":[{"issuer":"idp","audiences":[],"algorithms":["HS256"]}],
+            "default_access":[{"colour":"x"}]}"#,
+    )
+    .unwrap_err();
+    assert!(e.contains("default_access"), "{e}");
+    let e = parse(
+        r#"{"providers":[{"name":"o","type":"openai","api_key_secret":"K","access":[{"api_key":"nope"}],"gateway_token_required":true}],
+            "oidc":[{"issuer":"idp","audiences":[],"algorithms":["HS256"]}]}"#,
+    )
+    .unwrap_err();
+    for want in [
+        "providers[0].gateway_token_required: is only valid with authorization_passthrough",
+        "oidc[0].issuer: 'idp' is not an http(s) URL",
+        "oidc[0].audiences: must list at least one",
+        "oidc[0].algorithms: 'HS256' is not allowed",
+        "providers[0].access[0].api_key: no API key named 'nope'",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in {e}");
+    }
+}
