@@ -3,6 +3,8 @@
 
 Starts, and stays the parent of (Envoy stops when its launcher exits):
   - examples/mock_llm.py  an OpenAI-compatible mock LLM on 127.0.0.1:9100 (provider "demo")
+  - examples/idp          an OpenID provider on 127.0.0.1:9200 (client demo-app / demo-secret;
+                          needs `npm ci --prefix examples/idp`, else the demo runs without it)
   - the sidecar            target/release/aigw-ext-proc on 127.0.0.1:9002
   - Envoy 1.40.0           with the wasm filter, from envoy/envoy.yaml
 
@@ -12,6 +14,7 @@ provider_disabled. The demo gateway API key is printed below. Ctrl-C stops every
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +31,8 @@ ENVOY = ROOT / ".venv/lib/python3.11/site-packages/envoy/_bin/envoy"
 SIDECAR = ROOT / "target/release/aigw-ext-proc"
 GATEWAY = "http://127.0.0.1:8080"
 DEMO_KEY = "aigw-demo-key"
+IDP_DIR = ROOT / "examples/idp"
+ISSUER = "http://127.0.0.1:9200"
 
 
 def plugin_filter(envoy_cfg: dict) -> dict:
@@ -39,8 +44,13 @@ def plugin_filter(envoy_cfg: dict) -> dict:
     raise SystemExit("envoy/envoy.yaml has no aigw wasm filter")
 
 
-def demo_config() -> Path:
-    """envoy/envoy.yaml, with the public providers whose key is not set disabled."""
+def idp_available() -> bool:
+    return (IDP_DIR / "node_modules/oidc-provider").is_dir() and shutil.which("node") is not None
+
+
+def demo_config(with_idp: bool) -> Path:
+    """envoy/envoy.yaml, with the public providers whose key is not set disabled, and the demo
+    issuer trusted (when it runs and the config names no issuer of its own)."""
     envoy_cfg = yaml.safe_load((ROOT / "envoy/envoy.yaml").read_text())
     plugin = plugin_filter(envoy_cfg)
     cfg = json.loads(plugin["configuration"]["value"])
@@ -48,6 +58,10 @@ def demo_config() -> Path:
         ref = p.get("api_key_secret")
         if ref and not os.environ.get(ref):
             p["enabled"] = False
+    if with_idp and not cfg.get("oidc"):
+        cfg["oidc"] = [{"issuer": ISSUER, "audiences": ["aigw"]}]
+    elif not with_idp:
+        cfg["oidc"] = [o for o in cfg.get("oidc", []) if o.get("issuer") != ISSUER]
     plugin["configuration"]["value"] = json.dumps(cfg, indent=2)
     out = RUN / "envoy.yaml"
     out.write_text(yaml.safe_dump(envoy_cfg, sort_keys=False))
@@ -100,7 +114,8 @@ def streamed_round_trip() -> None:
 def main() -> None:
     (RUN / "secrets").mkdir(parents=True, exist_ok=True)
     (RUN / "secrets/AIGW_DEMO_API_KEY").write_text(DEMO_KEY)
-    config = demo_config()
+    with_idp = idp_available()
+    config = demo_config(with_idp)
     procs: list[subprocess.Popen] = []
 
     def start(name: str, argv: list) -> subprocess.Popen:
@@ -125,6 +140,10 @@ def main() -> None:
 
     mock = start("mock_llm", [sys.executable, ROOT / "examples/mock_llm.py", "--port", "9100"])
     wait_port(9100, "mock LLM", mock)
+    if with_idp:
+        idp = start("idp", ["node", IDP_DIR / "server.mjs", "--port", "9200", "--config", IDP_DIR / "demo.json",
+                            "--quiet"])
+        wait_port(9200, "demo IdP", idp)
     sidecar = start(
         "sidecar",
         [SIDECAR, "--config", config, "--listen", "127.0.0.1:9002",
@@ -136,12 +155,22 @@ def main() -> None:
 
     print(f"Gateway:   {GATEWAY}/llm/v1/providers/<name>   (Envoy admin http://127.0.0.1:9901)")
     print(f"API key:   {DEMO_KEY}")
-    print(f"Logs:      {RUN}/{{envoy,sidecar,mock_llm}}.log")
+    if with_idp:
+        print(f"OIDC:      issuer {ISSUER}, client demo-app / demo-secret (client-credentials grant)")
+    else:
+        print("OIDC:      off (run `npm ci --prefix examples/idp` for the demo issuer)")
+    print(f"Logs:      {RUN}/{{envoy,sidecar,mock_llm{',idp' if with_idp else ''}}}.log")
     streamed_round_trip()
     print("Try it:")
     print(f"  curl -N {GATEWAY}/llm/v1/providers/demo/chat/completions \\")
     print(f"    -H 'Authorization: Bearer {DEMO_KEY}' -H 'content-type: application/json' \\")
     print("    -d '{\"model\":\"demo-llm\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'")
+    if with_idp:
+        print("With an OIDC access token instead of the API key:")
+        print("  .venv/bin/python examples/oidc_client_credentials.py")
+        print("  TOKEN=$(curl -s -u demo-app:demo-secret -d grant_type=client_credentials -d scope=llm \\")
+        print(f"          {ISSUER}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')")
+        print(f"  curl {GATEWAY}/llm/v1/providers/demo/models -H \"Authorization: Bearer $TOKEN\"")
     print("\nCtrl-C stops the gateway.")
     while True:
         for p in procs:
