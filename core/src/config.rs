@@ -692,22 +692,34 @@ impl RawConfig {
         for (i, o) in self.oidc.into_iter().enumerate() {
             let f = |name: &str| format!("oidc[{i}].{name}");
             if let Err(e) = UpstreamUrl::parse(&o.issuer) {
-                err(f("issuer"), format!("'{}' is not an http(s) URL: {e}", o.issuer));
+                err(
+                    f("issuer"),
+                    format!("'{}' is not an http(s) URL: {e}", o.issuer),
+                );
             }
             if oidc.iter().any(|q| q.issuer == o.issuer) {
                 err(f("issuer"), format!("duplicate issuer '{}'", o.issuer));
             }
             if o.audiences.is_empty() || o.audiences.iter().any(|a| a.is_empty()) {
-                err(f("audiences"), "must list at least one non-empty audience".into());
+                err(
+                    f("audiences"),
+                    "must list at least one non-empty audience".into(),
+                );
             }
-            let algorithms = o
-                .algorithms
-                .unwrap_or_else(|| ASYMMETRIC_ALGORITHMS.iter().map(|a| a.to_string()).collect());
+            let algorithms = o.algorithms.unwrap_or_else(|| {
+                ASYMMETRIC_ALGORITHMS
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect()
+            });
             for a in &algorithms {
                 if !ASYMMETRIC_ALGORITHMS.contains(&a.as_str()) {
                     err(
                         f("algorithms"),
-                        format!("'{a}' is not allowed; use one of {}", ASYMMETRIC_ALGORITHMS.join(", ")),
+                        format!(
+                            "'{a}' is not allowed; use one of {}",
+                            ASYMMETRIC_ALGORITHMS.join(", ")
+                        ),
                     );
                 }
             }
@@ -725,11 +737,16 @@ impl RawConfig {
         }
 
         // Access rules naming API keys must name existing ones.
-        let check_rules = |field: String, rules: &Option<Vec<AccessRule>>, err: &mut dyn FnMut(String, String)| {
+        let check_rules = |field: String,
+                           rules: &Option<Vec<AccessRule>>,
+                           err: &mut dyn FnMut(String, String)| {
             for (j, r) in rules.iter().flatten().enumerate() {
                 if let AccessRule::ApiKey(name) = r {
                     if !api_keys.iter().any(|k| &k.name == name) {
-                        err(format!("{field}[{j}].api_key"), format!("no API key named '{name}'"));
+                        err(
+                            format!("{field}[{j}].api_key"),
+                            format!("no API key named '{name}'"),
+                        );
                     }
                 }
             }

@@ -31,6 +31,10 @@ pub enum ErrorKind {
     UnknownProvider,
     /// The provider exists but is disabled.
     ProviderDisabled,
+    /// The caller is authenticated but may not use this provider.
+    AccessDenied,
+    /// An OpenID issuer's signing keys cannot be had (its discovery or JWKS is down).
+    IdentityProviderUnavailable,
     /// The gateway could not get what it needs to call the upstream (e.g. the upstream key).
     UpstreamCredentialUnavailable,
     /// The sidecar got a request the filter did not hand over (mis-wired Envoy config).
@@ -42,10 +46,12 @@ impl ErrorKind {
         match self {
             Self::InvalidPath | Self::InternalHeader | Self::AmbiguousCredentials => 400,
             Self::MissingCredential | Self::InvalidCredential => 401,
-            Self::ProviderDisabled => 403,
+            Self::ProviderDisabled | Self::AccessDenied => 403,
             Self::UnknownProvider => 404,
             Self::PathTooLong => 414,
-            Self::UpstreamCredentialUnavailable | Self::Misconfigured => 503,
+            Self::UpstreamCredentialUnavailable
+            | Self::Misconfigured
+            | Self::IdentityProviderUnavailable => 503,
         }
     }
 
@@ -60,6 +66,8 @@ impl ErrorKind {
             Self::InvalidCredential => "invalid_credential",
             Self::UnknownProvider => "unknown_provider",
             Self::ProviderDisabled => "provider_disabled",
+            Self::AccessDenied => "access_denied",
+            Self::IdentityProviderUnavailable => "identity_provider_unavailable",
             Self::UpstreamCredentialUnavailable => "upstream_credential_unavailable",
             Self::Misconfigured => "gateway_misconfigured",
         }

@@ -8,7 +8,7 @@
 //!
 //! Any failure becomes the gateway's JSON error as an `ImmediateResponse`: nothing is forwarded.
 
-use crate::auth::Principal;
+use crate::auth::{self, access, Principal};
 use crate::gateway::Gateway;
 use crate::providers::bedrock::{self, Pending};
 use crate::providers::{self, Upstream};
@@ -30,7 +30,7 @@ const EXT_PROC_ATTRIBUTES: &str = "envoy.filters.http.ext_proc";
 /// Per-request state, kept across the phases of one stream.
 #[derive(Debug, Default)]
 pub struct Exchange {
-    pub principal: Option<Principal>,
+    pub principal: Option<std::sync::Arc<Principal>>,
     /// Bedrock: the request waiting for its body to be signed, and its provider.
     signing: Option<(String, Pending)>,
 }
@@ -76,14 +76,25 @@ impl Exchange {
                 GatewayError::new(ErrorKind::Misconfigured, "the gateway is misconfigured")
             })?;
         let credential = attribute(attrs, CREDENTIAL_ATTRIBUTE).unwrap_or("");
-        let keys = gw.api_keys.load();
-        let principal = keys.authenticate(credential).ok_or_else(|| {
-            GatewayError::new(
-                ErrorKind::InvalidCredential,
-                "the gateway credential is not valid",
-            )
+        let principal = auth::authenticate(gw, &route, credential).await?;
+        let provider = gw.config.provider(route.provider).ok_or_else(|| {
+            tracing::error!(
+                provider = route.provider,
+                "provider unknown to the sidecar; restart it with the current config"
+            );
+            GatewayError::new(ErrorKind::Misconfigured, "the gateway is misconfigured")
         })?;
-        self.principal = Some(principal.clone());
+        let rules = provider
+            .access
+            .as_deref()
+            .or(gw.config.default_access.as_deref());
+        if !access::permits(rules, &principal) {
+            return Err(GatewayError::new(
+                ErrorKind::AccessDenied,
+                format!("access to provider '{}' is not permitted", route.provider),
+            ));
+        }
+        self.principal = Some(principal);
 
         if route.kind == ProviderKind::Bedrock {
             return self.start_signing(gw, &route, headers).await;

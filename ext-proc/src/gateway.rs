@@ -2,6 +2,7 @@
 //! keys derived from it. Requests read it lock-free; a background task refreshes secrets.
 
 use crate::auth::api_key::ApiKeys;
+use crate::auth::oidc::Oidc;
 use crate::providers::bedrock::{credentials, BedrockSigner};
 use crate::secrets::{SecretSources, SecretStore};
 use aigw_core::{GatewayConfig, ProviderKind};
@@ -15,6 +16,7 @@ pub struct Gateway {
     pub config: GatewayConfig,
     pub secrets: Arc<SecretStore>,
     pub api_keys: ArcSwap<ApiKeys>,
+    pub oidc: Oidc,
     /// Signers of the enabled Bedrock providers, by provider name.
     pub bedrock: HashMap<String, BedrockSigner>,
     sources: SecretSources,
@@ -28,6 +30,8 @@ pub enum StartError {
     Unresolved(Vec<String>),
     #[error("provider '{provider}': {reason}")]
     Bedrock { provider: String, reason: String },
+    #[error("{0}")]
+    Oidc(String),
 }
 
 impl Gateway {
@@ -72,10 +76,12 @@ impl Gateway {
             };
             bedrock.insert(p.name.clone(), signer);
         }
+        let oidc = Oidc::start(&config.oidc).map_err(StartError::Oidc)?;
         Ok(Self {
             config,
             secrets,
             api_keys: ArcSwap::from_pointee(keys),
+            oidc,
             bedrock,
             sources,
         })

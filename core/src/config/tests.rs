@@ -202,7 +202,12 @@ fn oidc_and_access() {
     assert_eq!(o.leeway_secs, 30);
     assert_eq!(
         c.provider("o").unwrap().access.as_deref(),
-        Some(&[AccessRule::Group("ml".into()), AccessRule::ApiKey("ci".into())][..])
+        Some(
+            &[
+                AccessRule::Group("ml".into()),
+                AccessRule::ApiKey("ci".into())
+            ][..]
+        )
     );
     assert!(!c.provider("a").unwrap().gateway_token_required);
     assert_eq!(c.api_keys[0].agent.as_deref(), Some("ci-bot"));

@@ -2,7 +2,7 @@
 //! itself need not be stored); only SHA-256 digests are kept in memory, and a presented key
 //! is compared against every digest in constant time.
 
-use super::Principal;
+use super::{Method, Principal};
 use crate::secrets::Snapshot;
 use aigw_core::config::ApiKeyConfig;
 use sha2::{Digest, Sha256};
@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 #[derive(Debug, Default)]
 pub struct ApiKeys {
-    entries: Vec<([u8; 32], Principal)>,
+    entries: Vec<([u8; 32], Arc<Principal>)>,
 }
 
 /// A key whose secret is missing or malformed (names only, never values).
@@ -54,16 +54,23 @@ impl ApiKeys {
             };
             entries.push((
                 digest,
-                Principal {
-                    name: Arc::from(k.name.as_str()),
-                },
+                Arc::new(Principal {
+                    method: Method::ApiKey,
+                    subject: k.name.clone(),
+                    issuer: None,
+                    client_id: None,
+                    user: Some(k.user.clone().unwrap_or_else(|| k.name.clone())),
+                    agent: Some(k.agent.clone().unwrap_or_else(|| k.name.clone())),
+                    groups: Vec::new(),
+                    scopes: Vec::new(),
+                }),
             ));
         }
         (Self { entries }, unusable)
     }
 
     /// The principal of `presented`, comparing against every key (no early exit).
-    pub fn authenticate(&self, presented: &str) -> Option<&Principal> {
+    pub fn authenticate(&self, presented: &str) -> Option<&Arc<Principal>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for (d, p) in &self.entries {
@@ -107,6 +114,8 @@ mod tests {
             .map(|(n, s)| ApiKeyConfig {
                 name: n.to_string(),
                 secret: s.to_string(),
+                user: None,
+                agent: None,
             })
             .collect()
     }
@@ -125,8 +134,8 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].secret, "K3");
-        assert_eq!(&*keys.authenticate("gw-one").unwrap().name, "one");
-        assert_eq!(&*keys.authenticate("gw-two").unwrap().name, "two");
+        assert_eq!(&*keys.authenticate("gw-one").unwrap().subject, "one");
+        assert_eq!(&*keys.authenticate("gw-two").unwrap().subject, "two");
         assert!(keys.authenticate("gw-three").is_none());
         assert!(keys.authenticate("").is_none());
         assert!(keys.authenticate(&hashed).is_none());

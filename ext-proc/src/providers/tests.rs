@@ -7,6 +7,7 @@ fn route(kind: ProviderKind, secret: Option<&'static str>, passthrough: bool) ->
         kind,
         api_key_secret: secret,
         authorization_passthrough: passthrough,
+        gateway_token_optional: false,
         region: None,
     }
 }
