@@ -10,15 +10,20 @@
 //! - [`config_file`]: reads the filter's plugin configuration out of the Envoy YAML.
 //! - [`settings`]: the command-line flags.
 
+pub mod admin;
+pub mod accounting;
 pub mod auth;
 pub mod config_file;
 pub mod exchange;
 pub mod gateway;
+pub mod metrics;
 pub mod pricing;
 pub mod providers;
+pub mod record;
 pub mod secrets;
 pub mod server;
 pub mod settings;
+pub mod store;
 pub mod usage;
 
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;

@@ -1,0 +1,1 @@
+//! The admin API: usage queries and Prometheus metrics, behind an admin credential.

@@ -1,0 +1,1 @@
+//! Prometheus metrics, named after the OpenTelemetry GenAI semantic conventions.
