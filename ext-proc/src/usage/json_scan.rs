@@ -4,7 +4,9 @@
 //! bytes, so the body is never held: the scanner walks it byte by byte, remembers only the
 //! keys on the way down to the current value, and copies out (up to [`MAX_CAPTURE_BYTES`])
 //! the values whose path was asked for. Captured values are parsed with serde_json once
-//! they are complete and handed out in document order.
+//! they are complete. Until they are taken, only the last value of each path is kept, so
+//! memory stays bounded by the number of paths whatever the document holds (every format
+//! here wants the last usage, or any `finishReason`).
 //!
 //! Paths are object keys from the top-level object down, with `"*"` for "any element of
 //! this array": `["candidates", "*", "finishReason"]`. When the top-level value is an
@@ -77,7 +79,7 @@ struct Capture<K> {
 }
 
 #[derive(Debug)]
-pub struct JsonScanner<K: Copy + 'static> {
+pub struct JsonScanner<K: Copy + PartialEq + 'static> {
     paths: &'static [(K, Path)],
     longest_path: usize,
     state: State,
@@ -92,7 +94,7 @@ pub struct JsonScanner<K: Copy + 'static> {
     error: Option<ScanError>,
 }
 
-impl<K: Copy + 'static> JsonScanner<K> {
+impl<K: Copy + PartialEq + 'static> JsonScanner<K> {
     pub fn new(paths: &'static [(K, Path)]) -> Self {
         JsonScanner {
             paths,
@@ -127,18 +129,14 @@ impl<K: Copy + 'static> JsonScanner<K> {
         self.state == State::Done
     }
 
-    /// Whether anything other than whitespace has been seen.
-    pub fn has_started(&self) -> bool {
-        self.state != State::Value { close_ok: false } || !self.stack.is_empty()
-    }
-
     /// The first problem met, if any. A syntax error stops the scan; an oversized or
     /// unparsable captured value only loses that value.
     pub fn error(&self) -> Option<&ScanError> {
         self.error.as_ref()
     }
 
-    /// The values captured since the last call, in document order.
+    /// The values captured since the last call: the last one of each path, in the order
+    /// their paths were first met.
     pub fn take_captured(&mut self) -> Vec<(K, Value)> {
         std::mem::take(&mut self.captured)
     }
@@ -344,7 +342,10 @@ impl<K: Copy + 'static> JsonScanner<K> {
             return;
         }
         match serde_json::from_slice::<Value>(&c.buf) {
-            Ok(v) => self.captured.push((c.field, v)),
+            Ok(v) => match self.captured.iter_mut().find(|(f, _)| *f == c.field) {
+                Some(slot) => slot.1 = v,
+                None => self.captured.push((c.field, v)),
+            },
             Err(e) => {
                 self.error.get_or_insert(ScanError::BadValue {
                     path: c.path.join("."),

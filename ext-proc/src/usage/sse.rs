@@ -88,11 +88,6 @@ impl SseParser {
         self.data_lines > 0
     }
 
-    /// The pending event's type, as far as it was read.
-    pub fn pending_event_type(&self) -> &[u8] {
-        &self.event_type
-    }
-
     pub fn feed(&mut self, mut input: &[u8], sink: &mut impl SseSink) {
         while self.bom_matched < BOM.len() {
             let Some((&b, rest)) = input.split_first() else {

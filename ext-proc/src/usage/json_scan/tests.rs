@@ -18,10 +18,16 @@ const PATHS: &[(F, Path)] = &[
 
 fn scan_pieces(pieces: &[&[u8]]) -> (Vec<(F, Value)>, bool, Option<ScanError>) {
     let mut s = JsonScanner::new(PATHS);
-    let mut got = Vec::new();
+    let mut got: Vec<(F, Value)> = Vec::new();
     for p in pieces {
         s.feed(p);
-        got.extend(s.take_captured());
+        // Keep the last value per path across takes too, so any split compares equal.
+        for (field, value) in s.take_captured() {
+            match got.iter_mut().find(|(f, _)| *f == field) {
+                Some(slot) => slot.1 = value,
+                None => got.push((field, value)),
+            }
+        }
     }
     (got, s.is_done(), s.error().cloned())
 }
@@ -60,10 +66,10 @@ fn nested_paths_and_array_wildcards() {
         r#"{"candidates":[{"finishReason":"STOP"},{"x":1},{"finishReason":"MAX_TOKENS"}],"response":{"usage":{"n":1},"model":"ignored"}}"#,
     );
     assert!(done);
+    // Only the last value of a path is kept until taken.
     assert_eq!(
         got,
         vec![
-            (F::Reason, json!("STOP")),
             (F::Reason, json!("MAX_TOKENS")),
             (F::Nested, json!({"n":1}))
         ]
@@ -77,11 +83,18 @@ fn top_level_array_elements_are_documents() {
     assert!(done);
     assert_eq!(
         got,
-        vec![
-            (F::Usage, json!({"n":1})),
-            (F::Model, json!("a")),
-            (F::Usage, json!({"n":2}))
-        ]
+        vec![(F::Usage, json!({"n":2})), (F::Model, json!("a"))]
+    );
+    // Taken piece by piece, every value is seen.
+    let mut s = JsonScanner::new(PATHS);
+    let mut seen = Vec::new();
+    for piece in [&br#"[{"usage":{"n":1}},"#[..], br#"{"usage":{"n":2}}]"#] {
+        s.feed(piece);
+        seen.extend(s.take_captured());
+    }
+    assert_eq!(
+        seen,
+        vec![(F::Usage, json!({"n":1})), (F::Usage, json!({"n":2}))]
     );
 }
 
@@ -150,6 +163,17 @@ fn trailing_bytes_after_the_document_are_ignored() {
     assert!(done);
     assert_eq!(err, None);
     assert_eq!(got, vec![(F::Model, json!("m"))]);
+}
+
+#[test]
+fn pending_values_stay_bounded() {
+    let many = format!(
+        r#"{{"candidates":[{}]}}"#,
+        vec![r#"{"finishReason":"STOP"}"#; 10_000].join(",")
+    );
+    let mut s = JsonScanner::new(PATHS);
+    s.feed(many.as_bytes());
+    assert_eq!(s.take_captured(), vec![(F::Reason, json!("STOP"))]);
 }
 
 #[test]
