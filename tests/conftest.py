@@ -1,6 +1,8 @@
 """Fixtures for the integration tests (see tests/README.md).
 
 - `upstream` / `tls_upstream`: the recording mock providers (session-wide, reset per test).
+- `bedrock` / `sts`: the SigV4-verifying mock Bedrock runtime and the mock STS (session-wide,
+  reset per test; `bedrock` then accepts exactly the static keys in `aws_keys`).
 - `keys`: the gateway key and each provider's upstream key.
 - `gateway`: one Envoy + filter + sidecar for the session, every standard provider pointing
   at the mocks. Tests that break or reconfigure a gateway start their own with `make_gateway`.
@@ -18,7 +20,11 @@ from dataclasses import dataclass
 import pytest
 
 from harness import GATEWAY_KEY_SECRET, Gateway, live_gateways, new_gateway_key, new_upstream_key, provider
+from harness.aws import isolate_aws_environment
 from harness.procs import stop_all
+from mocks.bedrock import MockBedrock
+from mocks.sigv4 import AwsCreds
+from mocks.sts import MockSTS
 from mocks.upstream import MockUpstream, make_tls_files
 
 DEFAULT_TIMEOUT = 30.0
@@ -31,6 +37,8 @@ for _k in list(os.environ):
     ):
         del os.environ[_k]
 os.environ["NO_PROXY"] = "*"
+# boto3 too: no AWS keys, config or credentials files, instance metadata or CA bundle.
+isolate_aws_environment()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -143,6 +151,64 @@ def tls_upstream(_tls_upstream_server: MockUpstream) -> MockUpstream:
     """The TLS mock provider at https://localhost:<port>."""
     _tls_upstream_server.reset()
     return _tls_upstream_server
+
+
+@dataclass(frozen=True)
+class AwsKeys:
+    """Static AWS keys of the Bedrock providers (secret files BEDROCK_AWS_*)."""
+
+    static: AwsCreds  # access key + secret
+    session: AwsCreds  # access key + secret + session token
+
+    def secrets(self) -> dict[str, str]:
+        return {
+            "BEDROCK_AWS_ACCESS_KEY_ID": self.static.access_key,
+            "BEDROCK_AWS_SECRET_ACCESS_KEY": self.static.secret_key,
+            "BEDROCK_SESSION_ACCESS_KEY_ID": self.session.access_key,
+            "BEDROCK_SESSION_SECRET_ACCESS_KEY": self.session.secret_key,
+            "BEDROCK_SESSION_TOKEN": self.session.token or "",
+        }
+
+
+def new_aws_creds(prefix: str = "AKIA", token: bool = False) -> AwsCreds:
+    import secrets as _s
+
+    return AwsCreds(prefix + _s.token_hex(8).upper(), _s.token_urlsafe(30),
+                    ("IQoJb3JpZ2luX2Vj" + _s.token_urlsafe(60)) if token else None)
+
+
+@pytest.fixture(scope="session")
+def aws_keys() -> AwsKeys:
+    return AwsKeys(static=new_aws_creds(), session=new_aws_creds("ASIA", token=True))
+
+
+@pytest.fixture(scope="session")
+def _bedrock_server():
+    m = MockBedrock().start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="session")
+def _sts_server(_bedrock_server):
+    m = MockSTS(grant_to=[_bedrock_server.creds]).start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def bedrock(_bedrock_server: MockBedrock, aws_keys: AwsKeys) -> MockBedrock:
+    """The mock Bedrock runtime, reset, accepting exactly the static keys of `aws_keys`."""
+    _bedrock_server.reset()
+    _bedrock_server.creds.replace(aws_keys.static, aws_keys.session)
+    return _bedrock_server
+
+
+@pytest.fixture
+def sts(_sts_server: MockSTS) -> MockSTS:
+    """The mock STS, reset: no base credentials, no web identity tokens, any role."""
+    _sts_server.reset()
+    return _sts_server
 
 
 # --------------------------------------------------------------------------- gateways

@@ -19,6 +19,7 @@ from .gateway import (  # noqa: F401
     plugin_config,
     provider,
     render_envoy_config,
+    sidecar_environment,
     sidecar_available,
     start_sidecar,
     wait_for,

@@ -104,12 +104,17 @@ def render_envoy_config(
     template: Path = ENVOY_YAML,
     wasm: Path = WASM,
     tls_ca: Path | None = None,
+    downstream_tls: Any = None,
     patch: Callable[[dict], None] | None = None,
 ) -> dict:
     """The repo's Envoy config with everything environment-specific replaced:
     admin and listener on port 0 (the harness reads the bound ports back from the admin API),
     the sidecar endpoint, the wasm path, the plugin configuration and, for TLS upstreams,
-    the trusted CA of the https cluster."""
+    the trusted CA of the https cluster.
+
+    `downstream_tls` (anything with `.cert` and `.key` paths, e.g. `mocks.upstream.TLSFiles`)
+    adds a second listener, `aigw_tls`: a copy of `aigw` whose filter chain terminates TLS
+    with that certificate (boto3's bearer mode refuses plain-HTTP endpoints)."""
     cfg = yaml.safe_load(template.read_text())
     cfg = copy.deepcopy(cfg)  # break the YAML anchor sharing
     cfg["admin"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": 0}
@@ -126,9 +131,40 @@ def render_envoy_config(
     if tls_ca is not None:
         tls = cluster(cfg, "aigw_upstream_https")["transport_socket"]["typed_config"]
         tls["common_tls_context"]["validation_context"]["trusted_ca"] = {"filename": str(tls_ca)}
+    if downstream_tls is not None:
+        cfg["static_resources"]["listeners"].append(tls_listener(cfg, downstream_tls))
     if patch is not None:
         patch(cfg)
     return cfg
+
+
+TLS_LISTENER = "aigw_tls"
+
+
+def tls_listener(cfg: dict, tls: Any) -> dict:
+    """A copy of the `aigw` listener on port 0 that terminates TLS (HTTP/1.1 and h2 by ALPN)."""
+    base = cfg["static_resources"]["listeners"][0]
+    lst = copy.deepcopy(base)
+    lst["name"] = TLS_LISTENER
+    lst["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": 0}
+    chain = lst["filter_chains"][0]
+    chain["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_certificates": [{
+                    "certificate_chain": {"filename": str(Path(tls.cert).resolve())},
+                    "private_key": {"filename": str(Path(tls.key).resolve())},
+                }],
+            },
+        },
+    }
+    for f in chain["filters"]:
+        if f["name"] == "envoy.filters.network.http_connection_manager":
+            f["typed_config"]["stat_prefix"] = TLS_LISTENER
+    return lst
 
 
 def dump_yaml(cfg: dict) -> str:
@@ -139,7 +175,8 @@ def dump_yaml(cfg: dict) -> str:
 
 
 def provider(name: str, type_: str, base_url: str | None = None, api_key_secret: str | None = None,
-             enabled: bool = True, authorization_passthrough: bool = False, region: str | None = None) -> dict:
+             enabled: bool = True, authorization_passthrough: bool = False, region: str | None = None,
+             aws: dict | None = None) -> dict:
     """One provider entry of the plugin configuration (defaults left out)."""
     p: dict[str, Any] = {"name": name, "type": type_}
     if base_url is not None:
@@ -152,6 +189,8 @@ def provider(name: str, type_: str, base_url: str | None = None, api_key_secret:
         p["authorization_passthrough"] = True
     if region is not None:
         p["region"] = region
+    if aws is not None:
+        p["aws"] = aws
     return p
 
 
@@ -160,7 +199,9 @@ class Gateway:
 
     `secrets` are written to `<workdir>/secrets/<NAME>`. `sidecar=False` starts Envoy alone,
     its ext_proc cluster pointing at `sidecar_port` (default: a port nobody listens on).
-    `sidecar_args`/`sidecar_env` are added to the sidecar's command line / environment.
+    `sidecar_args`/`sidecar_env` are added to the sidecar's command line / environment (which
+    has no `AWS_*` variables of the test process; see `sidecar_environment`).
+    `tls_listener` (a `TLSFiles`): also listen with TLS (`tls_port`, `https_url()`).
     """
 
     def __init__(
@@ -176,6 +217,7 @@ class Gateway:
         patch: Callable[[dict], None] | None = None,
         sidecar_args: list[str] | None = None,
         sidecar_env: dict[str, str] | None = None,
+        tls_listener: Any = None,
         name: str = "gateway",
         envoy_log_level: str = "warn",
         start_timeout: float = 30.0,
@@ -195,6 +237,8 @@ class Gateway:
         self.patch = patch
         self.sidecar_args = list(sidecar_args or [])
         self.sidecar_env = dict(sidecar_env or {})
+        self.tls_listener = tls_listener
+        self.tls_port: int | None = None
         self.envoy_log_level = envoy_log_level
         self.start_timeout = start_timeout
         self.yaml_path = self.workdir / "envoy.yaml"
@@ -225,7 +269,8 @@ class Gateway:
 
     def _write_config(self, sidecar_port: int) -> None:
         self.sidecar_port = sidecar_port
-        self.config = render_envoy_config(self.plugin, sidecar_port, tls_ca=self.tls_ca, patch=self.patch)
+        self.config = render_envoy_config(self.plugin, sidecar_port, tls_ca=self.tls_ca,
+                                          downstream_tls=self.tls_listener, patch=self.patch)
         self.yaml_path.write_text(dump_yaml(self.config))
 
     def _start_sidecar(self) -> None:
@@ -234,8 +279,7 @@ class Gateway:
         last: Exception | None = None
         for attempt in range(3):  # the picked port may be taken meanwhile: pick another
             self._write_config(free_port())
-            env = {k: v for k, v in os.environ.items() if not k.startswith("AIGW_")}
-            env.update(self.sidecar_env)
+            env = sidecar_environment(self.sidecar_env)
             self.sidecar = start_sidecar(self.yaml_path, self.sidecar_port, self.secrets_dir, self.workdir,
                                          name=f"sidecar{attempt or ''}", extra_args=self.sidecar_args, env=env)
             try:
@@ -269,7 +313,9 @@ class Gateway:
         for st in listeners.get("listener_statuses", []):
             if st.get("name") == "aigw":
                 self.port = int(st["local_address"]["socket_address"]["port_value"])
-        if not self.port:
+            if st.get("name") == TLS_LISTENER:
+                self.tls_port = int(st["local_address"]["socket_address"]["port_value"])
+        if not self.port or (self.tls_listener is not None and not self.tls_port):
             raise StartupError(f"listener port not found in /listeners: {listeners}\n{self.envoy.output()}")
 
     def stop(self) -> None:
@@ -295,6 +341,11 @@ class Gateway:
     def url(self, provider: str) -> str:
         """The base URL a client SDK is configured with for `provider`."""
         return f"{self.base}/llm/v1/providers/{provider}"
+
+    def https_url(self, provider: str) -> str:
+        """The base URL on the TLS listener (`https://localhost:<port>/...`, the test cert's name)."""
+        assert self.tls_port, "gateway started without tls_listener"
+        return f"https://localhost:{self.tls_port}/llm/v1/providers/{provider}"
 
     def admin_get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
         try:
@@ -348,11 +399,22 @@ def start_sidecar(config: Path, port: int, secrets_dir: Path, log_dir: Path, *, 
                   extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> Managed:
     argv = [SIDECAR, "--config", config, "--listen", f"127.0.0.1:{port}", "--secrets-dir", secrets_dir,
             *(extra_args or [])]
-    # The sidecar reads AIGW_* settings from the environment; only ours count.
-    e = {k: v for k, v in os.environ.items() if not k.startswith("AIGW_")} if env is None else dict(env)
+    e = sidecar_environment() if env is None else dict(env)
     e.setdefault("RUST_BACKTRACE", "1")
     e.setdefault("NO_COLOR", "1")
     return Managed(name, argv, log_dir, env=e, cwd=REPO)
+
+
+def sidecar_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The sidecar's environment: the test process's, without `AIGW_*` (the sidecar reads its
+    settings from them; only the test's count) and without `AWS_*` (the AWS default chain must
+    see only what a test gives it), plus: no instance metadata, no shared AWS files. Then `extra`."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("AIGW_", "AWS_"))}
+    e["AWS_EC2_METADATA_DISABLED"] = "true"
+    e["AWS_CONFIG_FILE"] = os.devnull
+    e["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    e.update(extra or {})
+    return e
 
 
 def wait_sidecar_ready(p: Managed, port: int, timeout: float) -> None:

@@ -109,3 +109,46 @@ def iter_sse(resp: http.client.HTTPResponse) -> Iterator[SSEEvent]:
                 event = value
             elif name == "data":
                 data.append(value)
+
+
+def request_large(
+    host: str,
+    port: int,
+    method: str,
+    target: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    timeout: float = 30.0,
+) -> Response:
+    """Sends a (large) body while already reading the response, so a reply the server makes
+    before the body is complete (e.g. 413, then closing the connection) is still read."""
+    import socket
+    import threading
+
+    sock = socket.create_connection((host, port), timeout=timeout)
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    lines += [f"Content-Length: {len(body)}", "", ""]
+    head = "\r\n".join(lines).encode()
+    send_error: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            sock.sendall(head)
+            view = memoryview(body)
+            for i in range(0, len(body), 1 << 20):
+                sock.sendall(view[i:i + (1 << 20)])
+        except OSError as e:  # the server answered and closed: expected for early replies
+            send_error.append(e)
+
+    t0 = time.monotonic()
+    sender = threading.Thread(target=send, daemon=True, name="request-large-sender")
+    sender.start()
+    try:
+        r = http.client.HTTPResponse(sock, method=method)
+        r.begin()
+        data = r.read()
+        return Response(r.status, r.reason, list(r.getheaders()), data, time.monotonic() - t0)
+    finally:
+        sock.close()
+        sender.join(timeout=5)
