@@ -582,14 +582,15 @@ impl UsageExtractor {
 
     /// A decompression error: the rest of the body is unreadable.
     fn stop(&mut self, encoding: &'static str, e: std::io::Error) {
-        let body = match std::mem::replace(&mut self.decoder, Decoder::Stopped(Body::placeholder()))
-        {
+        let placeholder = Decoder::Stopped(Body::placeholder());
+        // The failed decompressor is dropped holding a placeholder body, so whatever it
+        // flushes on drop goes nowhere.
+        let mut body = match std::mem::replace(&mut self.decoder, placeholder) {
             Decoder::Identity(b) | Decoder::Stopped(b) | Decoder::DeflateUndecided(b, _) => b,
             Decoder::Gzip(mut d) => take_inner(d.get_mut()),
             Decoder::Zlib(mut d) => take_inner(d.get_mut()),
             Decoder::RawDeflate(mut d) => take_inner(d.get_mut()),
         };
-        let mut body = body;
         body.out.error(ExtractError::Decompress {
             encoding,
             reason: e.to_string(),
