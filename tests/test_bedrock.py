@@ -676,6 +676,36 @@ def test_sts_outage_after_start(make_gateway, bedrock, sts, keys, aws_keys):
     assert gw.sidecar.alive()
 
 
+@pytest.mark.timeout(60)
+def test_hung_sts_does_not_block_refresh_for_good(make_gateway, bedrock, sts, keys, aws_keys):
+    """STS accepts connections but does not answer (40 s): the cached credentials serve until
+    they expire, then requests fail closed quickly (JSON 5xx, nothing forwarded). Once STS
+    answers again the gateway must recover within seconds, i.e. the hung refresh call has a
+    timeout; without one it would wait for the 40 s answer (or forever on a black hole)."""
+    sts.expiration_seconds = 6.0
+    gw = _assume_role_gateway(make_gateway, bedrock, sts, keys, aws_keys, name="bedrock-sts-hung")
+    assert _converse_raw(gw, keys).status == 200
+    expires = max(c.expires_at for c in sts.issued())
+    sts.hang_seconds = 40.0
+    while time.time() < expires - 0.7:
+        r = _converse_raw(gw, keys)
+        assert r.status == 200, r
+        time.sleep(0.3)
+    wait_for(lambda: _converse_raw(gw, keys).status != 200, 4.0, 0.2, "a refusal after the credentials expired")
+    bedrock.reset()
+    r = _converse_raw(gw, keys)
+    assert_gateway_error(r, (503, 504), None)
+    assert r.elapsed < 2.0, r.elapsed
+    assert bedrock.requests == [], "a request went out with expired credentials"
+    sts.hang_seconds = 0.0  # STS answers new calls again
+    t0 = time.monotonic()
+    try:
+        wait_for(lambda: _converse_raw(gw, keys).status == 200, 15.0, 0.5, "recovery once STS answers again")
+    finally:
+        print(f"STS calls (s after expiry): {[(round(c.at - expires, 1), c.status) for c in sts.calls]}; "
+              f"waited {time.monotonic() - t0:.1f} s")
+
+
 def test_no_aws_secret_in_logs(make_gateway, bedrock, sts, keys, aws_keys):
     gw = make_gateway(api_keys=API_KEYS, providers=bedrock_providers(bedrock), secrets=bedrock_secrets(keys, aws_keys),
                       name="bedrock-logs", envoy_log_level="info")

@@ -16,6 +16,7 @@ credentials that a `MockBedrock` then accepts.
   `AWS_CONTAINER_CREDENTIALS_FULL_URI` + `AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]`): JSON
   `{AccessKeyId, SecretAccessKey, Token, Expiration}`, recorded as action `ContainerCredentials`;
   the `Authorization` header must be one of `container_tokens`.
+- `hang_seconds`: answer only after that long (a hung STS).
 - Errors come back as `<ErrorResponse><Error><Type>Sender</Type><Code>…`.
 """
 
@@ -45,7 +46,7 @@ class STSCall:
     body: bytes
     at: float  # time.time()
     verification: Verification | None = None  # AssumeRole only
-    status: int = 200
+    status: int | None = None  # None while unanswered
     error: str | None = None
     issued: AwsCreds | None = None
 
@@ -101,13 +102,15 @@ class _Handler(mock_llm.JSONHandler):
             self.send_json(403, {"code": "AccessDenied", "message": "invalid authorization token"})
             return
         c = mock.issue()
-        call.issued = c
+        call.issued, call.status = c, 200
         self.send_json(200, {"AccessKeyId": c.access_key, "SecretAccessKey": c.secret_key, "Token": c.token,
                              "Expiration": _iso(c.expires_at or 0),
                              "RoleArn": "arn:aws:iam::123456789012:role/aigw-pod-identity"})
 
     def _answer(self, mock: "MockSTS", call: STSCall) -> None:
         p = call.params
+        if mock.hang_seconds:
+            time.sleep(mock.hang_seconds)
         if call.action == "ContainerCredentials":
             self._container(mock, call)
             return
@@ -145,7 +148,7 @@ class _Handler(mock_llm.JSONHandler):
                 self._error(call, 400, "InvalidIdentityToken", "The web identity token that was passed is invalid")
                 return
         creds = mock.issue()
-        call.issued = creds
+        call.issued, call.status = creds, 200
         role_name = p["RoleArn"].rsplit("/", 1)[-1]
         session = p["RoleSessionName"]
         account = p["RoleArn"].split(":")[4] if p["RoleArn"].count(":") >= 5 else "123456789012"
@@ -187,6 +190,7 @@ class MockSTS:
         self.roles: set[str] | None = None  # None: any role ARN
         self.external_id: str | None = None  # required ExternalId, if set
         self.expiration_seconds = 3600.0
+        self.hang_seconds = 0.0  # answer only after this long (a hung STS)
         self.calls: list[STSCall] = []
         self._fail_next: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -235,6 +239,7 @@ class MockSTS:
         self.roles = None
         self.external_id = None
         self.expiration_seconds = 3600.0
+        self.hang_seconds = 0.0
 
     def fail_next(self, code: str = "AccessDenied", message: str = "denied", count: int = 1) -> None:
         with self._lock:
