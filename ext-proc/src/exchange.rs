@@ -1,175 +1,265 @@
-//! One HTTP request's life in the sidecar: one ext_proc stream, one message per phase the
-//! filter config (or a mode override) sends. Today that is the request headers only:
+//! One HTTP request's life in the sidecar: one ext_proc stream, one message per phase.
 //!
-//! 1. read the route and the credential the filter handed over (filter state, unforgeable);
-//! 2. authenticate the gateway credential ([`crate::auth`]);
-//! 3. add the upstream credential ([`crate::providers`]);
-//! 4. Bedrock only: ask for the body (BUFFERED), then sign it ([`crate::providers::bedrock`]).
+//! 1. Request headers: read the route and the credential the filter handed over (filter
+//!    state, unforgeable); authenticate ([`crate::auth`]) and check access; add the upstream
+//!    credential ([`crate::providers`]). An LLM call also asks for the request body and the
+//!    response ([`modes`]), and starts its [`Accounting`].
+//! 2. Request body: the model and stream flag; OpenAI chat streams get `include_usage`;
+//!    Bedrock bodies are signed ([`crate::providers::bedrock`]).
+//! 3. Response headers and body: the usage extractor reads along; nothing is held back.
+//! 4. End of the response, or the stream dropped (client gone): the usage record is queued.
 //!
 //! Any failure becomes the gateway's JSON error as an `ImmediateResponse`: nothing is forwarded.
 
-use crate::auth::{self, access, Principal};
+use crate::accounting::request_body::{self, UsageChunkFilter};
+use crate::accounting::{Accounting, RequestInfo, CONVERSATION_HEADER};
+use crate::auth::{self, access};
 use crate::gateway::Gateway;
-use crate::providers::bedrock::{self, Pending};
-use crate::providers::{self, Upstream};
+use crate::providers::bedrock::Pending;
+use crate::providers::{self, Mutation, Upstream};
+use crate::usage::ApiFormat;
 use aigw_core::handoff::{Route, CREDENTIAL_ATTRIBUTE, ROUTE_ATTRIBUTE};
 use aigw_core::{ErrorKind, GatewayError, ProviderKind};
 use envoy_types::pb::envoy::config::core::v3::HeaderMap;
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::{
+    BodySendMode, HeaderSendMode,
+};
+use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::ProcessingMode;
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::envoy::service::ext_proc::v3::body_mutation::Mutation as BodyChange;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Phase;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_response::Response as Reply;
 use envoy_types::pb::envoy::service::ext_proc::v3::{
-    BodyResponse, CommonResponse, HeaderMutation, HeadersResponse, HttpBody, HttpHeaders,
-    ImmediateResponse, ProcessingRequest, ProcessingResponse, TrailersResponse,
+    BodyMutation, BodyResponse, CommonResponse, HeaderMutation, HeadersResponse, HttpBody,
+    HttpHeaders, ImmediateResponse, ProcessingRequest, ProcessingResponse, TrailersResponse,
 };
 use envoy_types::pb::google::protobuf::{value::Kind, Struct};
+use std::sync::Arc;
 
 /// Key of the attributes Envoy sends for the ext_proc filter.
 const EXT_PROC_ATTRIBUTES: &str = "envoy.filters.http.ext_proc";
 
 /// Per-request state, kept across the phases of one stream.
-#[derive(Debug, Default)]
 pub struct Exchange {
-    pub principal: Option<std::sync::Arc<Principal>>,
+    gw: Arc<Gateway>,
     /// Bedrock: the request waiting for its body to be signed, and its provider.
     signing: Option<(String, Pending)>,
+    accounting: Option<Accounting>,
+    /// Set when the gateway added `include_usage` the client did not ask for.
+    usage_chunk_filter: Option<UsageChunkFilter>,
+    openai_chat: bool,
 }
 
 impl Exchange {
-    pub async fn on_message(&mut self, gw: &Gateway, msg: ProcessingRequest) -> ProcessingResponse {
+    pub fn new(gw: Arc<Gateway>) -> Self {
+        Self {
+            gw,
+            signing: None,
+            accounting: None,
+            usage_chunk_filter: None,
+            openai_chat: false,
+        }
+    }
+
+    pub async fn on_message(&mut self, msg: ProcessingRequest) -> ProcessingResponse {
         let result = match msg.request {
-            Some(Phase::RequestHeaders(h)) => {
-                self.on_request_headers(gw, &msg.attributes, &h).await
-            }
-            Some(Phase::RequestBody(b)) => self.on_request_body(gw, &b).await,
-            // Phases we did not ask for: let them pass unchanged.
-            Some(Phase::ResponseHeaders(_)) => {
-                Ok(reply(Reply::ResponseHeaders(HeadersResponse::default())))
-            }
-            Some(Phase::ResponseBody(_)) => Ok(reply(Reply::ResponseBody(BodyResponse::default()))),
-            Some(Phase::RequestTrailers(_)) => {
-                Ok(reply(Reply::RequestTrailers(TrailersResponse::default())))
-            }
-            Some(Phase::ResponseTrailers(_)) => {
-                Ok(reply(Reply::ResponseTrailers(TrailersResponse::default())))
-            }
-            None => Err(GatewayError::new(
-                ErrorKind::Misconfigured,
-                "empty ext_proc message",
-            )),
+            Some(Phase::RequestHeaders(h)) => self.on_request_headers(&msg.attributes, &h).await,
+            Some(Phase::RequestBody(b)) => self.on_request_body(b).await,
+            Some(Phase::ResponseHeaders(h)) => Ok(self.on_response_headers(&h)),
+            Some(Phase::ResponseBody(b)) => Ok(self.on_response_body(&b)),
+            Some(Phase::RequestTrailers(_)) => Ok(reply(Reply::RequestTrailers(TrailersResponse::default()))),
+            Some(Phase::ResponseTrailers(_)) => Ok(reply(Reply::ResponseTrailers(TrailersResponse::default()))),
+            None => Err(GatewayError::new(ErrorKind::Misconfigured, "empty ext_proc message")),
         };
-        result.unwrap_or_else(|e| reply(immediate(&e)))
+        result.unwrap_or_else(|e| {
+            // The gateway answered itself: no upstream call to account for.
+            self.accounting = None;
+            reply(immediate(&e))
+        })
     }
 
     async fn on_request_headers(
         &mut self,
-        gw: &Gateway,
         attributes: &std::collections::HashMap<String, Struct>,
         headers: &HttpHeaders,
     ) -> Result<ProcessingResponse, GatewayError> {
+        let gw = Arc::clone(&self.gw);
         let attrs = attributes.get(EXT_PROC_ATTRIBUTES);
-        let route = attribute(attrs, ROUTE_ATTRIBUTE)
-            .and_then(Route::decode)
-            .ok_or_else(|| {
-                // Only reachable if Envoy routes a request here that the filter did not route.
-                tracing::error!("request without a filter route reached the sidecar; check the filter order in the Envoy config");
-                GatewayError::new(ErrorKind::Misconfigured, "the gateway is misconfigured")
-            })?;
-        let credential = attribute(attrs, CREDENTIAL_ATTRIBUTE).unwrap_or("");
-        let principal = auth::authenticate(gw, &route, credential).await?;
-        let provider = gw.config.provider(route.provider).ok_or_else(|| {
-            tracing::error!(
-                provider = route.provider,
-                "provider unknown to the sidecar; restart it with the current config"
-            );
-            GatewayError::new(ErrorKind::Misconfigured, "the gateway is misconfigured")
+        let route = attribute(attrs, ROUTE_ATTRIBUTE).and_then(Route::decode).ok_or_else(|| {
+            // Only reachable if Envoy routes a request here that the filter did not route.
+            tracing::error!("request without a filter route reached the sidecar; check the filter order in the Envoy config");
+            misconfigured()
         })?;
-        let rules = provider
-            .access
-            .as_deref()
-            .or(gw.config.default_access.as_deref());
+        let credential = attribute(attrs, CREDENTIAL_ATTRIBUTE).unwrap_or("");
+        let principal = auth::authenticate(&gw, &route, credential).await?;
+        let provider = gw.config.provider(route.provider).ok_or_else(|| {
+            tracing::error!(provider = route.provider, "provider unknown to the sidecar; restart it with the current config");
+            misconfigured()
+        })?;
+        let rules = provider.access.as_deref().or(gw.config.default_access.as_deref());
         if !access::permits(rules, &principal) {
             return Err(GatewayError::new(
                 ErrorKind::AccessDenied,
                 format!("access to provider '{}' is not permitted", route.provider),
             ));
         }
-        self.principal = Some(principal);
 
-        if route.kind == ProviderKind::Bedrock {
-            return self.start_signing(gw, &route, headers).await;
-        }
-        let up = Upstream {
-            route: &route,
-            headers: headers.headers.as_ref(),
-        };
-        let mutation = providers::upstream_mutation(&up, &gw.secrets.snapshot())?;
-        Ok(reply(headers_reply(mutation.0)))
-    }
-
-    /// Bedrock: sign now if there is no body, else ask Envoy for the whole body first.
-    async fn start_signing(
-        &mut self,
-        gw: &Gateway,
-        route: &Route<'_>,
-        headers: &HttpHeaders,
-    ) -> Result<ProcessingResponse, GatewayError> {
-        let signer = signer(gw, route.provider)?;
         let h = headers.headers.as_ref();
-        let pending = Pending {
-            method: header(h, ":method").unwrap_or("POST").to_string(),
-            authority: header(h, ":authority").unwrap_or_default().to_string(),
-            path: header(h, ":path").unwrap_or("/").to_string(),
+        let method = header(h, ":method").unwrap_or("GET");
+        let path = header(h, ":path").unwrap_or("/");
+        let accounting = Accounting::new(RequestInfo {
+            request_id: header(h, "x-request-id").unwrap_or(""),
+            provider: route.provider,
+            kind: route.kind,
+            method,
+            path,
+            principal,
+            conversation_id: header(h, CONVERSATION_HEADER),
+        });
+        let metered = accounting.is_metered();
+        self.openai_chat = matches!(
+            crate::usage::detect(route.kind, method, path, None),
+            Some(ApiFormat::OpenaiChat(_))
+        );
+        self.accounting = Some(accounting);
+        let wants_body = !headers.end_of_stream && (metered || route.kind == ProviderKind::Bedrock);
+
+        let mut mutation = if route.kind == ProviderKind::Bedrock {
+            let pending = Pending {
+                method: method.to_string(),
+                authority: header(h, ":authority").unwrap_or_default().to_string(),
+                path: path.to_string(),
+            };
+            if wants_body {
+                self.signing = Some((route.provider.to_string(), pending));
+                Mutation::default()
+            } else {
+                signer(&gw, route.provider)?.sign(&pending, b"", &gw.secrets.snapshot()).await?
+            }
+        } else {
+            let up = Upstream { route: &route, headers: h };
+            providers::upstream_mutation(&up, &gw.secrets.snapshot())?
         };
-        if headers.end_of_stream {
-            let m = signer.sign(&pending, b"", &gw.secrets.snapshot()).await?;
-            return Ok(reply(headers_reply(m.0)));
+        if metered {
+            // Usage must be readable: ask the upstream for an uncompressed answer.
+            mutation.0.remove_headers.push("accept-encoding".into());
         }
-        self.signing = Some((route.provider.to_string(), pending));
         Ok(ProcessingResponse {
-            response: Some(headers_reply(HeaderMutation::default())),
-            mode_override: Some(bedrock::body_mode()),
+            response: Some(headers_reply(mutation.0)),
+            mode_override: Some(modes(wants_body, metered)),
             ..Default::default()
         })
     }
 
-    async fn on_request_body(
-        &mut self,
-        gw: &Gateway,
-        body: &HttpBody,
-    ) -> Result<ProcessingResponse, GatewayError> {
-        let Some((provider, pending)) = self.signing.take() else {
-            return Ok(reply(Reply::RequestBody(BodyResponse::default())));
-        };
+    async fn on_request_body(&mut self, body: HttpBody) -> Result<ProcessingResponse, GatewayError> {
         if !body.end_of_stream {
             // BUFFERED hands over the whole body in one message; anything else is a config error.
-            tracing::error!(
-                "Bedrock body arrived in pieces; the request body mode must be BUFFERED"
-            );
-            return Err(GatewayError::new(
-                ErrorKind::Misconfigured,
-                "the gateway is misconfigured",
-            ));
+            tracing::error!("request body arrived in pieces; the request body mode must be BUFFERED");
+            return Err(misconfigured());
         }
-        let m = signer(gw, &provider)?
-            .sign(&pending, &body.body, &gw.secrets.snapshot())
-            .await?;
-        Ok(reply(Reply::RequestBody(BodyResponse {
-            response: Some(CommonResponse {
-                header_mutation: Some(m.0),
-                ..Default::default()
-            }),
-        })))
+        let facts = request_body::read(&body.body, self.openai_chat);
+        if let Some(a) = &mut self.accounting {
+            a.streamed |= facts.stream;
+            if a.model_requested.is_none() {
+                a.model_requested = facts.model.clone();
+            }
+        }
+        let mut common = CommonResponse::default();
+        let mut mutation = Mutation::default();
+        let mut forwarded: &[u8] = &body.body;
+        if let Some(new_body) = &facts.rewritten {
+            self.usage_chunk_filter = Some(UsageChunkFilter::default());
+            mutation.set("content-length", new_body.len().to_string().into_bytes());
+            forwarded = new_body;
+        }
+        if let Some((provider, pending)) = self.signing.take() {
+            let gw = Arc::clone(&self.gw);
+            let signed = signer(&gw, &provider)?.sign(&pending, forwarded, &gw.secrets.snapshot()).await?;
+            mutation.0.set_headers.extend(signed.0.set_headers);
+        }
+        if let Some(new_body) = facts.rewritten {
+            common.body_mutation = Some(BodyMutation {
+                mutation: Some(BodyChange::Body(new_body)),
+            });
+        }
+        common.header_mutation = Some(mutation.0);
+        Ok(reply(Reply::RequestBody(BodyResponse { response: Some(common) })))
+    }
+
+    fn on_response_headers(&mut self, headers: &HttpHeaders) -> ProcessingResponse {
+        let h = headers.headers.as_ref();
+        let status = header(h, ":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        if status >= 400 {
+            // An error answer carries no usage chunk to take out.
+            self.usage_chunk_filter = None;
+        }
+        if let Some(a) = &mut self.accounting {
+            a.on_response_headers(status, |name| header(h, name).map(str::to_string));
+            if headers.end_of_stream || !a.is_metered() {
+                self.finish(false);
+            }
+        }
+        reply(Reply::ResponseHeaders(HeadersResponse::default()))
+    }
+
+    fn on_response_body(&mut self, body: &HttpBody) -> ProcessingResponse {
+        if let Some(a) = &mut self.accounting {
+            a.on_response_body(&body.body);
+        }
+        let mut common = CommonResponse::default();
+        if let Some(f) = &mut self.usage_chunk_filter {
+            let out = f.filter(&body.body, body.end_of_stream);
+            if out != body.body {
+                common.body_mutation = Some(BodyMutation {
+                    mutation: Some(BodyChange::Body(out)),
+                });
+            }
+        }
+        if body.end_of_stream {
+            self.finish(false);
+        }
+        reply(Reply::ResponseBody(BodyResponse { response: Some(common) }))
+    }
+
+    /// Queues the usage record, once.
+    fn finish(&mut self, client_gone: bool) {
+        if let Some(a) = self.accounting.take() {
+            let gw = &self.gw;
+            let record = a.finish(client_gone, |kind, model, usage| gw.price(kind, model, usage));
+            gw.submit(record);
+        }
     }
 }
 
-fn signer<'a>(gw: &'a Gateway, provider: &str) -> Result<&'a bedrock::BedrockSigner, GatewayError> {
+impl Drop for Exchange {
+    /// The stream ended before the response did: the client went away (or Envoy reset the
+    /// request). The record keeps what was seen.
+    fn drop(&mut self) {
+        self.finish(true);
+    }
+}
+
+/// This request's processing mode. Every field is explicit: a zero would mean "default",
+/// which for headers is "send".
+fn modes(request_body: bool, response: bool) -> ProcessingMode {
+    ProcessingMode {
+        request_header_mode: HeaderSendMode::Send as i32,
+        response_header_mode: HeaderSendMode::Send as i32,
+        request_body_mode: if request_body { BodySendMode::Buffered } else { BodySendMode::None } as i32,
+        response_body_mode: if response { BodySendMode::Streamed } else { BodySendMode::None } as i32,
+        request_trailer_mode: HeaderSendMode::Skip as i32,
+        response_trailer_mode: HeaderSendMode::Skip as i32,
+    }
+}
+
+fn misconfigured() -> GatewayError {
+    GatewayError::new(ErrorKind::Misconfigured, "the gateway is misconfigured")
+}
+
+fn signer<'a>(gw: &'a Gateway, provider: &str) -> Result<&'a crate::providers::bedrock::BedrockSigner, GatewayError> {
     gw.bedrock.get(provider).ok_or_else(|| {
-        tracing::error!(
-            provider,
-            "Bedrock provider unknown to the sidecar; restart it with the current config"
-        );
-        GatewayError::new(ErrorKind::Misconfigured, "the gateway is misconfigured")
+        tracing::error!(provider, "Bedrock provider unknown to the sidecar; restart it with the current config");
+        misconfigured()
     })
 }
 
@@ -189,13 +279,10 @@ fn headers_reply(mutation: HeaderMutation) -> Reply {
     })
 }
 
-/// A request header as Envoy sent it (`raw_value`).
+/// A header as Envoy sent it (`raw_value`).
 fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
     let v = h?.headers.iter().find(|v| v.key == name)?;
-    std::str::from_utf8(&v.raw_value)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or(Some(v.value.as_str()))
+    std::str::from_utf8(&v.raw_value).ok().filter(|s| !s.is_empty()).or(Some(v.value.as_str()))
 }
 
 /// A string attribute of the ext_proc attribute struct.
@@ -208,18 +295,17 @@ fn attribute<'a>(attrs: Option<&'a Struct>, key: &str) -> Option<&'a str> {
 
 /// The gateway's JSON error as an ext_proc immediate response.
 pub fn immediate(e: &GatewayError) -> Reply {
-    let mut headers = providers::Mutation::default();
+    let mut headers = Mutation::default();
     headers.set("content-type", b"application/json".to_vec());
     for (k, v) in e.extra_headers() {
         headers.set(k, v.as_bytes().to_vec());
     }
     Reply::ImmediateResponse(ImmediateResponse {
-        status: Some(HttpStatus {
-            code: i32::from(e.status()),
-        }),
+        status: Some(HttpStatus { code: i32::from(e.status()) }),
         headers: Some(headers.0),
         body: e.to_json().into_bytes(),
         grpc_status: None,
         details: format!("aigw_{}", e.kind.code()),
     })
 }
+

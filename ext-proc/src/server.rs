@@ -23,7 +23,6 @@ impl Processor {
 
 struct StreamState {
     inbound: Streaming<ProcessingRequest>,
-    gateway: Arc<Gateway>,
     exchange: Exchange,
     done: bool,
 }
@@ -38,8 +37,7 @@ impl ExternalProcessor for Processor {
     ) -> Result<Response<Self::ProcessStream>, Status> {
         let state = StreamState {
             inbound: request.into_inner(),
-            gateway: Arc::clone(&self.gateway),
-            exchange: Exchange::default(),
+            exchange: Exchange::new(Arc::clone(&self.gateway)),
             done: false,
         };
         let out = futures_util::stream::unfold(state, |mut st| async move {
@@ -48,7 +46,7 @@ impl ExternalProcessor for Processor {
             }
             match st.inbound.message().await {
                 Ok(Some(msg)) => {
-                    let resp = st.exchange.on_message(&st.gateway, msg).await;
+                    let resp = st.exchange.on_message(msg).await;
                     Some((Ok(resp), st))
                 }
                 Ok(None) => None,

@@ -2,9 +2,9 @@
 //! provider's region) over the final method, host, path and query and the SHA-256 of the
 //! exact body, with credentials the client never sees.
 //!
-//! The body is needed for the signature, so for Bedrock (and only Bedrock) the request-headers
-//! answer switches this request's body mode to BUFFERED ([`body_mode`]); the signature goes
-//! out as a header mutation on the body answer (Envoy applies it before the upstream call).
+//! The body is needed for the signature, so a Bedrock request's headers answer switches its
+//! body mode to BUFFERED; the signature goes out as a header mutation on the body answer
+//! (Envoy applies it before the upstream call).
 //!
 //! - [`credentials`]: where the keys come from (secret store, STS assume-role, default chain),
 //!   cached and refreshed ahead of expiry.
@@ -16,10 +16,6 @@ pub mod sign;
 use super::Mutation;
 use aigw_core::{ErrorKind, GatewayError};
 use credentials::CredentialSource;
-use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::{
-    BodySendMode, HeaderSendMode,
-};
-use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::ProcessingMode;
 use std::time::SystemTime;
 
 /// AWS's signing name for Bedrock runtime.
@@ -83,18 +79,5 @@ impl BedrockSigner {
             m.set(&name, value.into_bytes());
         }
         Ok(m)
-    }
-}
-
-/// The processing mode for a Bedrock request: its body comes to the sidecar in one message.
-/// Every field is explicit: a zero would mean "default", which for headers is "send".
-pub fn body_mode() -> ProcessingMode {
-    ProcessingMode {
-        request_header_mode: HeaderSendMode::Send as i32,
-        response_header_mode: HeaderSendMode::Skip as i32,
-        request_body_mode: BodySendMode::Buffered as i32,
-        response_body_mode: BodySendMode::None as i32,
-        request_trailer_mode: HeaderSendMode::Skip as i32,
-        response_trailer_mode: HeaderSendMode::Skip as i32,
     }
 }

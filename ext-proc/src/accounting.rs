@@ -1,0 +1,176 @@
+//! Per-request accounting: what the request asked for, what the response reported, and the
+//! [`UsageRecord`] that results. Lives inside the request's [`crate::exchange::Exchange`];
+//! every method is called from one ext_proc phase and does no I/O.
+//!
+//! - Request body: the model asked for, whether it streams, and (OpenAI chat) whether usage
+//!   must be requested for the stream ([`request_body`]).
+//! - Response headers: status, content type and encoding pick the usage extractor.
+//! - Response body chunks: fed to the extractor as they pass; nothing is held back.
+//! - End of stream, or the client gone (the exchange is dropped first): the record.
+
+pub mod request_body;
+
+use crate::auth::Principal;
+use crate::record::{Outcome, UsageRecord};
+use crate::usage::{self, ApiFormat, UsageExtractor};
+use aigw_core::ProviderKind;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The conversation id a client may send to group its requests.
+pub const CONVERSATION_HEADER: &str = "x-genai-conversation-id";
+
+pub struct Accounting {
+    started: Instant,
+    start_ms: i64,
+    request_id: String,
+    provider: String,
+    kind: ProviderKind,
+    method: String,
+    api_path: String,
+    principal: Arc<Principal>,
+    conversation_id: Option<String>,
+    pub model_requested: Option<String>,
+    pub streamed: bool,
+    format: Option<ApiFormat>,
+    status: u16,
+    ttfb_ms: Option<u64>,
+    extractor: Option<UsageExtractor>,
+}
+
+/// What the request path knows at the request headers.
+pub struct RequestInfo<'a> {
+    pub request_id: &'a str,
+    pub provider: &'a str,
+    pub kind: ProviderKind,
+    pub method: &'a str,
+    /// As forwarded upstream, with the query.
+    pub path: &'a str,
+    pub principal: Arc<Principal>,
+    pub conversation_id: Option<&'a str>,
+}
+
+impl Accounting {
+    pub fn new(r: RequestInfo<'_>) -> Self {
+        let api_path = r.path.split('?').next().unwrap_or("").to_string();
+        let format = usage::detect(r.kind, r.method, r.path, None);
+        let streamed = matches!(
+            format,
+            Some(
+                ApiFormat::GeminiStreamGenerateContent
+                    | ApiFormat::BedrockConverseStream
+                    | ApiFormat::BedrockInvokeStream
+            )
+        );
+        Self {
+            started: Instant::now(),
+            start_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            request_id: r.request_id.to_string(),
+            provider: r.provider.to_string(),
+            kind: r.kind,
+            method: r.method.to_string(),
+            model_requested: usage::requested_model(r.kind, r.path),
+            api_path,
+            principal: r.principal,
+            conversation_id: r.conversation_id.map(str::to_string),
+            streamed,
+            format,
+            status: 0,
+            ttfb_ms: None,
+            extractor: None,
+        }
+    }
+
+    /// Whether the response can carry usage (an LLM API call), so its body is worth reading.
+    pub fn is_metered(&self) -> bool {
+        self.format.is_some()
+    }
+
+    pub fn on_response_headers(&mut self, status: u16, header: impl Fn(&str) -> Option<String>) {
+        self.status = status;
+        let content_type = header("content-type");
+        // The format again, now that the content type can rule out error pages.
+        self.format = usage::detect(self.kind, &self.method, &self.api_path, content_type.as_deref())
+            .or(self.format.filter(|_| content_type.is_none()));
+        if let Some(f) = self.format {
+            let mut x = UsageExtractor::new(f, content_type.as_deref(), header("content-encoding").as_deref());
+            if matches!(f, ApiFormat::BedrockInvoke) {
+                for name in [
+                    "x-amzn-bedrock-input-token-count",
+                    "x-amzn-bedrock-output-token-count",
+                    "x-amzn-bedrock-cache-read-input-token-count",
+                    "x-amzn-bedrock-cache-write-input-token-count",
+                ] {
+                    if let Some(v) = header(name) {
+                        x.feed_header(name, v.as_bytes());
+                    }
+                }
+            }
+            self.extractor = Some(x);
+        }
+    }
+
+    pub fn on_response_body(&mut self, chunk: &[u8]) {
+        if self.ttfb_ms.is_none() && !chunk.is_empty() {
+            self.ttfb_ms = Some(self.started.elapsed().as_millis() as u64);
+        }
+        if let Some(x) = &mut self.extractor {
+            x.feed(chunk);
+        }
+    }
+
+    /// The record of this request; `cost` prices the usage.
+    pub fn finish(
+        mut self,
+        client_gone: bool,
+        cost: impl FnOnce(ProviderKind, Option<&str>, &usage::Usage) -> Result<u64, String>,
+    ) -> UsageRecord {
+        let extracted = self.extractor.take().map(UsageExtractor::finish);
+        let (usage, reported) = match extracted.as_ref().and_then(|e| e.usage.clone()) {
+            Some(u) => (u, true),
+            None => (usage::Usage::default(), false),
+        };
+        let outcome = if client_gone {
+            Outcome::ClientDisconnected
+        } else if self.status == 0 || self.status >= 400 {
+            Outcome::UpstreamError
+        } else {
+            Outcome::Complete
+        };
+        let model_answered = usage.model.clone();
+        let model = model_answered.as_deref().or(self.model_requested.as_deref());
+        let (cost_nanousd, unpriced_reason) = if !reported {
+            (Some(0), None)
+        } else {
+            match cost(self.kind, model, &usage) {
+                Ok(n) => (Some(n), None),
+                Err(why) => (None, Some(why)),
+            }
+        };
+        UsageRecord {
+            time_ms: self.start_ms,
+            request_id: std::mem::take(&mut self.request_id),
+            provider: std::mem::take(&mut self.provider),
+            provider_type: self.kind.as_str(),
+            model_requested: self.model_requested.take(),
+            model_answered,
+            principal: self.principal.subject.clone(),
+            user: self.principal.user.clone(),
+            agent: self.principal.agent.clone(),
+            api_path: std::mem::take(&mut self.api_path),
+            status: self.status,
+            streamed: self.streamed,
+            usage,
+            usage_reported: reported,
+            cost_nanousd,
+            unpriced_reason,
+            latency_ms: self.started.elapsed().as_millis() as u64,
+            ttfb_ms: self.ttfb_ms,
+            conversation_id: self.conversation_id.take(),
+            outcome,
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! What the gateway reads from a request body: the model asked for, whether the answer
+//! streams, and the output cap (for budgets). The body is forwarded unchanged, except that a
+//! streamed OpenAI chat completion that did not ask for usage gets
+//! `stream_options.include_usage` (else the stream reports none and goes unmetered); the
+//! usage chunk that adds is then taken out of the answer ([`UsageChunkFilter`]), so a client
+//! that never asked for it sees the stream it expects.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BodyFacts {
+    pub model: Option<String>,
+    pub stream: bool,
+    /// `max_tokens`, `max_completion_tokens`, `max_output_tokens` or
+    /// `generationConfig.maxOutputTokens`, whichever the request carries.
+    pub max_output_tokens: Option<u64>,
+    /// The body with `include_usage` added, when it had to be.
+    pub rewritten: Option<Vec<u8>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Fields {
+    model: Option<String>,
+    stream: Option<bool>,
+    #[serde(rename = "stream_options")]
+    stream_options: Option<Value>,
+    #[serde(rename = "max_tokens")]
+    max_tokens: Option<u64>,
+    #[serde(rename = "max_completion_tokens")]
+    max_completion_tokens: Option<u64>,
+    #[serde(rename = "max_output_tokens")]
+    max_output_tokens: Option<u64>,
+    generation_config: Option<GenerationConfig>,
+    inference_config: Option<InferenceConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GenerationConfig {
+    max_output_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct InferenceConfig {
+    max_tokens: Option<u64>,
+}
+
+/// Reads `body`; `openai_chat` says whether it is an OpenAI(-compatible) chat completion,
+/// the one API whose streams carry usage only on request.
+pub fn read(body: &[u8], openai_chat: bool) -> BodyFacts {
+    let Ok(f) = serde_json::from_slice::<Fields>(body) else {
+        return BodyFacts::default(); // not JSON: forwarded as is, the upstream will say why
+    };
+    let stream = f.stream.unwrap_or(false);
+    let include_usage = f
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool);
+    let rewritten = (openai_chat && stream && include_usage != Some(true))
+        .then(|| with_include_usage(body))
+        .flatten();
+    BodyFacts {
+        model: f.model,
+        stream,
+        max_output_tokens: f
+            .max_tokens
+            .or(f.max_completion_tokens)
+            .or(f.max_output_tokens)
+            .or(f.generation_config.and_then(|g| g.max_output_tokens))
+            .or(f.inference_config.and_then(|c| c.max_tokens)),
+        rewritten,
+    }
+}
+
+/// The body with `stream_options.include_usage = true`. Without `stream_options` the field
+/// is inserted after the opening brace, leaving every other byte as sent.
+fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object_mut()?;
+    if !obj.contains_key("stream_options") {
+        let start = body.iter().position(|b| *b == b'{')?;
+        let mut out = Vec::with_capacity(body.len() + 40);
+        out.extend_from_slice(&body[..=start]);
+        out.extend_from_slice(br#""stream_options":{"include_usage":true},"#);
+        out.extend_from_slice(&body[start + 1..]);
+        return Some(out);
+    }
+    let opts = obj.get_mut("stream_options")?.as_object_mut()?;
+    opts.insert("include_usage".into(), Value::Bool(true));
+    serde_json::to_vec(&v).ok()
+}
+
+/// Takes the usage-only chunk (`"choices":[]` with a `usage`) out of an OpenAI chat SSE
+/// stream whose client did not ask for it. Complete events pass at once; only a partial
+/// event at the end of a chunk waits for the rest of itself.
+#[derive(Debug, Default)]
+pub struct UsageChunkFilter {
+    pending: Vec<u8>,
+}
+
+impl UsageChunkFilter {
+    /// The bytes to send on for `chunk` (all of them at end of stream).
+    pub fn filter(&mut self, chunk: &[u8], end_of_stream: bool) -> Vec<u8> {
+        self.pending.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(self.pending.len());
+        let mut start = 0;
+        while let Some(end) = event_end(&self.pending[start..]) {
+            let event = &self.pending[start..start + end];
+            if !is_usage_only(event) {
+                out.extend_from_slice(event);
+            }
+            start += end;
+        }
+        self.pending.drain(..start);
+        if end_of_stream {
+            out.append(&mut self.pending);
+        }
+        out
+    }
+}
+
+/// Length of the first complete SSE event (through its blank line), if there is one.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    let mut line_start = 0;
+    while i < buf.len() {
+        let eol = match buf[i] {
+            b'\n' => 1,
+            b'\r' if buf.get(i + 1) == Some(&b'\n') => 2,
+            b'\r' if i + 1 < buf.len() => 1,
+            b'\r' => return None, // a CR at the end may be half of CRLF
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let blank = i == line_start;
+        i += eol;
+        line_start = i;
+        if blank {
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn is_usage_only(event: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(event);
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let Ok(v) = serde_json::from_str::<Value>(&data) else {
+        return false;
+    };
+    v.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty())
+        && v.get("usage").is_some_and(|u| !u.is_null())
+}
+
+#[cfg(test)]
+mod tests;
