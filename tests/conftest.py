@@ -21,6 +21,7 @@ import pytest
 
 from harness import GATEWAY_KEY_SECRET, Gateway, live_gateways, new_gateway_key, new_upstream_key, provider
 from harness.aws import isolate_aws_environment
+from harness.idp import live_idps
 from harness.procs import stop_all
 from mocks.bedrock import MockBedrock
 from mocks.sigv4 import AwsCreds
@@ -83,6 +84,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if rep.failed:
         for gw in live_gateways():
             rep.sections.append((f"gateway logs: {gw.name}", gw.logs()))
+        for idp in live_idps():
+            rep.sections.append((f"IdP logs: {idp.name}", idp.logs()))
 
 
 # --------------------------------------------------------------------------- mocks and keys
