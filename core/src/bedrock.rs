@@ -13,15 +13,25 @@ pub const MODEL_OPERATIONS: [&str; 5] = [
     "count-tokens",
 ];
 
-/// Checks the upstream path (after the provider prefix, no query) names a Bedrock
-/// runtime operation. Model ids are kept as sent (`%3A`, `%2F` included).
-pub fn check_path(rest: &str) -> Result<(), GatewayError> {
+/// Checks the method and upstream path (after the provider prefix, no query) name a
+/// Bedrock runtime operation. Model ids are kept as sent (`%3A`, `%2F` included).
+pub fn check_path(method: &str, rest: &str) -> Result<(), GatewayError> {
     let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    let post = method == "POST";
     let ok = match segs.as_slice() {
-        ["model", id, op] => !id.is_empty() && MODEL_OPERATIONS.contains(op),
-        ["guardrail", id, "version", v, "apply"] => !id.is_empty() && !v.is_empty(),
-        ["async-invoke"] => true,
-        ["async-invoke", arn] => !arn.is_empty(),
+        // Its request body is a stream of individually signed events; it cannot be
+        // buffered and signed once.
+        ["model", _, "invoke-with-bidirectional-stream"] => {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidPath,
+                "InvokeModelWithBidirectionalStream is not supported by the gateway",
+            ))
+        }
+        ["model", id, op] => post && !id.is_empty() && MODEL_OPERATIONS.contains(op),
+        ["guardrail", id, "version", v, "apply"] => post && !id.is_empty() && !v.is_empty(),
+        ["guardrail-checks", "invoke"] => post,
+        ["async-invoke"] => post || method == "GET",
+        ["async-invoke", arn] => method == "GET" && !arn.is_empty(),
         _ => false,
     };
     if ok {
@@ -29,7 +39,7 @@ pub fn check_path(rest: &str) -> Result<(), GatewayError> {
     } else {
         Err(GatewayError::new(
             ErrorKind::InvalidPath,
-            "not a Bedrock runtime operation: expected /model/<model-id>/{invoke,invoke-with-response-stream,converse,converse-stream,count-tokens}",
+            "not a Bedrock runtime operation: expected POST /model/<model-id>/{invoke,invoke-with-response-stream,converse,converse-stream,count-tokens}",
         ))
     }
 }
@@ -47,11 +57,15 @@ mod tests {
             "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.x%3A0/invoke-with-response-stream",
             "/model/m/count-tokens",
             "/guardrail/g1/version/1/apply",
+            "/guardrail-checks/invoke",
             "/async-invoke",
-            "/async-invoke/arn%3Ax",
         ] {
-            assert!(check_path(ok).is_ok(), "{ok}");
+            assert!(check_path("POST", ok).is_ok(), "{ok}");
         }
+        assert!(check_path("GET", "/async-invoke/arn%3Ax").is_ok());
+        assert!(check_path("GET", "/model/m/converse").is_err());
+        assert!(check_path("DELETE", "/async-invoke").is_err());
+        assert!(check_path("POST", "/model/m/invoke-with-bidirectional-stream").is_err());
         for bad in [
             "",
             "/",
@@ -62,7 +76,7 @@ mod tests {
             "/model/m/converse/extra",
             "/v1/chat/completions",
         ] {
-            assert!(check_path(bad).is_err(), "{bad}");
+            assert!(check_path("POST", bad).is_err(), "{bad}");
         }
     }
 }

@@ -22,6 +22,24 @@ struct RawConfig {
     #[serde(default)]
     oidc: Vec<RawOidcIssuer>,
     default_access: Option<Vec<AccessRule>>,
+    budgets: Option<RawBudgets>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudgets {
+    default: Option<RawBudget>,
+    #[serde(default)]
+    agents: std::collections::BTreeMap<String, RawBudget>,
+    default_max_output_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    cap_usd: String,
+    window: BudgetWindow,
+    warn_at_percent: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +80,19 @@ struct RawProvider {
     aws: Option<RawAws>,
     access: Option<Vec<AccessRule>>,
     gateway_token_required: Option<bool>,
+    models: Option<Vec<RawModel>>,
+}
+
+/// A model of a provider's allowlist: its name, or its name with price overrides.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawModel {
+    Name(String),
+    Priced {
+        name: String,
+        #[serde(flatten)]
+        prices: std::collections::BTreeMap<String, String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +133,66 @@ pub struct GatewayConfig {
     pub oidc: Vec<OidcIssuer>,
     /// Who may use a provider that has no `access` list; `None`: every authenticated caller.
     pub default_access: Option<Vec<AccessRule>>,
+    pub budgets: BudgetsConfig,
+}
+
+/// Spend caps per agent, enforced before the upstream call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BudgetsConfig {
+    /// Applies to every agent without an entry of its own; `None`: no cap.
+    pub default: Option<Budget>,
+    pub agents: std::collections::BTreeMap<String, Budget>,
+    /// The output cap assumed for a request that names none, when estimating its cost.
+    pub default_max_output_tokens: u64,
+}
+
+impl BudgetsConfig {
+    pub fn for_agent(&self, agent: &str) -> Option<&Budget> {
+        self.agents.get(agent).or(self.default.as_ref())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub cap_nanousd: u64,
+    pub window: BudgetWindow,
+    /// Above this share of the cap, responses carry a warning header.
+    pub warn_at_percent: Option<u8>,
+}
+
+/// Budget windows, in UTC: a day, an ISO week (from Monday), a calendar month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetWindow {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+/// `"12.50"` USD as nano-USD (1e-9 USD), exactly; at most 9 decimals.
+pub fn parse_usd(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() && frac.is_empty() || frac.len() > 9 {
+        return None;
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let mut f: u64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    for _ in frac.len()..9 {
+        f *= 10;
+    }
+    whole.checked_mul(1_000_000_000)?.checked_add(f)
 }
 
 /// An OpenID issuer whose access tokens (JWTs) the gateway accepts.
@@ -173,6 +264,17 @@ pub struct ProviderConfig {
     pub access: Option<Vec<AccessRule>>,
     /// Anthropic passthrough only: whether `x-gateway-token` must be sent (default true).
     pub gateway_token_required: bool,
+    /// The models that may be used (`None`: every model), with optional price overrides.
+    pub models: Option<Vec<ModelConfig>>,
+}
+
+/// One allowed model. `prices` holds the override fields as written (`input`, `output`,
+/// `cache_read`, ... in USD per million tokens, as decimal strings); the sidecar's pricing
+/// validates them at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    pub name: String,
+    pub prices: std::collections::BTreeMap<String, String>,
 }
 
 /// How a Bedrock provider gets the AWS credentials it signs with.
@@ -613,6 +715,17 @@ impl RawConfig {
                     "is only valid with authorization_passthrough".into(),
                 );
             }
+            for (j, m) in p.models.iter().flatten().enumerate() {
+                let name = match m {
+                    RawModel::Name(n) | RawModel::Priced { name: n, .. } => n,
+                };
+                if name.trim().is_empty() {
+                    err(
+                        format!("providers[{i}].models[{j}]"),
+                        "a model name must not be empty".into(),
+                    );
+                }
+            }
             let aws = match (p.aws, p.kind) {
                 (Some(_), k) if k != ProviderKind::Bedrock => {
                     err(f("aws"), "is only valid for type bedrock".into());
@@ -656,6 +769,17 @@ impl RawConfig {
                     aws,
                     access: p.access,
                     gateway_token_required: p.gateway_token_required.unwrap_or(true),
+                    models: p.models.map(|ms| {
+                        ms.into_iter()
+                            .map(|m| match m {
+                                RawModel::Name(name) => ModelConfig {
+                                    name,
+                                    prices: Default::default(),
+                                },
+                                RawModel::Priced { name, prices } => ModelConfig { name, prices },
+                            })
+                            .collect()
+                    }),
                 });
             }
         }
@@ -752,6 +876,39 @@ impl RawConfig {
             }
         };
         check_rules("default_access".into(), &self.default_access, &mut err);
+
+        let mut budgets = BudgetsConfig {
+            default_max_output_tokens: 4096,
+            ..Default::default()
+        };
+        if let Some(b) = self.budgets {
+            let mut one = |field: String, r: RawBudget| -> Option<Budget> {
+                let cap = parse_usd(&r.cap_usd);
+                if cap.is_none() {
+                    err(
+                        format!("{field}.cap_usd"),
+                        format!("'{}' is not a USD amount like \"12.50\"", r.cap_usd),
+                    );
+                }
+                if r.warn_at_percent.is_some_and(|p| p == 0 || p > 100) {
+                    err(format!("{field}.warn_at_percent"), "must be 1-100".into());
+                }
+                Some(Budget {
+                    cap_nanousd: cap?,
+                    window: r.window,
+                    warn_at_percent: r.warn_at_percent,
+                })
+            };
+            budgets.default = b.default.and_then(|d| one("budgets.default".into(), d));
+            for (agent, r) in b.agents {
+                if let Some(x) = one(format!("budgets.agents.{agent}"), r) {
+                    budgets.agents.insert(agent, x);
+                }
+            }
+            if let Some(n) = b.default_max_output_tokens {
+                budgets.default_max_output_tokens = n;
+            }
+        }
         for (i, p) in providers.iter().enumerate() {
             check_rules(format!("providers[{i}].access"), &p.access, &mut err);
         }
@@ -762,6 +919,7 @@ impl RawConfig {
                 api_keys,
                 oidc,
                 default_access: self.default_access,
+                budgets,
             })
         } else {
             Err(ConfigErrors(errors))

@@ -3,11 +3,13 @@
 //!
 //! ```json
 //! {"type":"error","error":{"type":"not_found_error","code":"unknown_provider",
-//!  "message":"no provider named 'foo'","status":"NOT_FOUND","param":null},"source":"gateway"}
+//!  "message":"no provider named 'foo'","status":"NOT_FOUND","param":null},
+//!  "message":"no provider named 'foo'","source":"gateway"}
 //! ```
 //!
 //! It is readable by each native SDK: OpenAI's takes `error.{message,type,code,param}`,
 //! Anthropic's `type` and `error.{type,message}`, google-genai's `error.{message,status}`.
+//! botocore reads the top-level `message` and the code from the `x-amzn-errortype` header.
 //! `source: "gateway"` tells an operator the reply did not come from the provider.
 
 use serde::Serialize;
@@ -35,6 +37,12 @@ pub enum ErrorKind {
     AccessDenied,
     /// An OpenID issuer's signing keys cannot be had (its discovery or JWKS is down).
     IdentityProviderUnavailable,
+    /// The model is not on the provider's `models` list.
+    ModelNotAllowed,
+    /// The caller's budget has no room for this request.
+    BudgetExceeded,
+    /// A budget applies but the model has no price, so the budget could not be enforced.
+    UnpricedModel,
     /// The gateway could not get what it needs to call the upstream (e.g. the upstream key).
     UpstreamCredentialUnavailable,
     /// The sidecar got a request the filter did not hand over (mis-wired Envoy config).
@@ -46,7 +54,11 @@ impl ErrorKind {
         match self {
             Self::InvalidPath | Self::InternalHeader | Self::AmbiguousCredentials => 400,
             Self::MissingCredential | Self::InvalidCredential => 401,
-            Self::ProviderDisabled | Self::AccessDenied => 403,
+            Self::ProviderDisabled
+            | Self::AccessDenied
+            | Self::ModelNotAllowed
+            | Self::UnpricedModel => 403,
+            Self::BudgetExceeded => 429,
             Self::UnknownProvider => 404,
             Self::PathTooLong => 414,
             Self::UpstreamCredentialUnavailable
@@ -67,6 +79,9 @@ impl ErrorKind {
             Self::UnknownProvider => "unknown_provider",
             Self::ProviderDisabled => "provider_disabled",
             Self::AccessDenied => "access_denied",
+            Self::ModelNotAllowed => "model_not_allowed",
+            Self::BudgetExceeded => "budget_exceeded",
+            Self::UnpricedModel => "unpriced_model",
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",
             Self::UpstreamCredentialUnavailable => "upstream_credential_unavailable",
             Self::Misconfigured => "gateway_misconfigured",
@@ -107,6 +122,8 @@ pub const fn grpc_status_name(status: u16) -> &'static str {
 pub struct GatewayError {
     pub kind: ErrorKind,
     pub message: String,
+    /// Seconds after which a retry may succeed (`Retry-After`).
+    pub retry_after_secs: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -114,6 +131,8 @@ struct Body<'a> {
     #[serde(rename = "type")]
     ty: &'static str,
     error: Detail<'a>,
+    /// botocore reads a top-level `message` (with the `x-amzn-errortype` header).
+    message: &'a str,
     source: &'static str,
 }
 
@@ -132,7 +151,13 @@ impl GatewayError {
         Self {
             kind,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
     }
 
     pub fn status(&self) -> u16 {
@@ -150,12 +175,24 @@ impl GatewayError {
                 status: grpc_status_name(self.kind.status()),
                 param: None,
             },
+            message: &self.message,
             source: "gateway",
         };
         serde_json::to_string(&body).unwrap_or_default()
     }
 
-    /// Extra headers the reply carries besides `content-type`.
+    /// Every header the reply carries: the content type, the error code where botocore
+    /// looks for it, and [`Self::extra_headers`].
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        [
+            ("content-type", "application/json"),
+            ("x-amzn-errortype", self.kind.code()),
+        ]
+        .into_iter()
+        .chain(self.extra_headers().iter().copied())
+    }
+
+    /// `WWW-Authenticate` for credential errors.
     pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
         match self.kind {
             ErrorKind::MissingCredential | ErrorKind::InvalidCredential => {

@@ -85,6 +85,14 @@ impl Accounting {
     }
 
     /// Whether the response can carry usage (an LLM API call), so its body is worth reading.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
     pub fn is_metered(&self) -> bool {
         self.format.is_some()
     }
@@ -93,10 +101,19 @@ impl Accounting {
         self.status = status;
         let content_type = header("content-type");
         // The format again, now that the content type can rule out error pages.
-        self.format = usage::detect(self.kind, &self.method, &self.api_path, content_type.as_deref())
-            .or(self.format.filter(|_| content_type.is_none()));
+        self.format = usage::detect(
+            self.kind,
+            &self.method,
+            &self.api_path,
+            content_type.as_deref(),
+        )
+        .or(self.format.filter(|_| content_type.is_none()));
         if let Some(f) = self.format {
-            let mut x = UsageExtractor::new(f, content_type.as_deref(), header("content-encoding").as_deref());
+            let mut x = UsageExtractor::new(
+                f,
+                content_type.as_deref(),
+                header("content-encoding").as_deref(),
+            );
             if matches!(f, ApiFormat::BedrockInvoke) {
                 for name in [
                     "x-amzn-bedrock-input-token-count",
@@ -126,7 +143,7 @@ impl Accounting {
     pub fn finish(
         mut self,
         client_gone: bool,
-        cost: impl FnOnce(ProviderKind, Option<&str>, &usage::Usage) -> Result<u64, String>,
+        cost: impl FnOnce(&str, ProviderKind, Option<&str>, &usage::Usage) -> Result<u64, String>,
     ) -> UsageRecord {
         let extracted = self.extractor.take().map(UsageExtractor::finish);
         let (usage, reported) = match extracted.as_ref().and_then(|e| e.usage.clone()) {
@@ -141,11 +158,13 @@ impl Accounting {
             Outcome::Complete
         };
         let model_answered = usage.model.clone();
-        let model = model_answered.as_deref().or(self.model_requested.as_deref());
+        let model = model_answered
+            .as_deref()
+            .or(self.model_requested.as_deref());
         let (cost_nanousd, unpriced_reason) = if !reported {
             (Some(0), None)
         } else {
-            match cost(self.kind, model, &usage) {
+            match cost(&self.provider, self.kind, model, &usage) {
                 Ok(n) => (Some(n), None),
                 Err(why) => (None, Some(why)),
             }

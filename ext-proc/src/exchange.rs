@@ -13,7 +13,8 @@
 
 use crate::accounting::request_body::{self, UsageChunkFilter};
 use crate::accounting::{Accounting, RequestInfo, CONVERSATION_HEADER};
-use crate::auth::{self, access};
+use crate::auth::{self, access, Principal};
+use crate::budgets::{Decision, Reservation};
 use crate::gateway::Gateway;
 use crate::providers::bedrock::Pending;
 use crate::providers::{self, Mutation, Upstream};
@@ -48,6 +49,9 @@ pub struct Exchange {
     /// Set when the gateway added `include_usage` the client did not ask for.
     usage_chunk_filter: Option<UsageChunkFilter>,
     openai_chat: bool,
+    principal: Option<Arc<Principal>>,
+    /// The hold on the caller's budget, settled when the response ends.
+    reservation: Option<Reservation>,
 }
 
 impl Exchange {
@@ -58,6 +62,8 @@ impl Exchange {
             accounting: None,
             usage_chunk_filter: None,
             openai_chat: false,
+            principal: None,
+            reservation: None,
         }
     }
 
@@ -67,13 +73,21 @@ impl Exchange {
             Some(Phase::RequestBody(b)) => self.on_request_body(b).await,
             Some(Phase::ResponseHeaders(h)) => Ok(self.on_response_headers(&h)),
             Some(Phase::ResponseBody(b)) => Ok(self.on_response_body(&b)),
-            Some(Phase::RequestTrailers(_)) => Ok(reply(Reply::RequestTrailers(TrailersResponse::default()))),
-            Some(Phase::ResponseTrailers(_)) => Ok(reply(Reply::ResponseTrailers(TrailersResponse::default()))),
-            None => Err(GatewayError::new(ErrorKind::Misconfigured, "empty ext_proc message")),
+            Some(Phase::RequestTrailers(_)) => {
+                Ok(reply(Reply::RequestTrailers(TrailersResponse::default())))
+            }
+            Some(Phase::ResponseTrailers(_)) => {
+                Ok(reply(Reply::ResponseTrailers(TrailersResponse::default())))
+            }
+            None => Err(GatewayError::new(
+                ErrorKind::Misconfigured,
+                "empty ext_proc message",
+            )),
         };
         result.unwrap_or_else(|e| {
             // The gateway answered itself: no upstream call to account for.
             self.accounting = None;
+            self.reservation = None;
             reply(immediate(&e))
         })
     }
@@ -93,10 +107,16 @@ impl Exchange {
         let credential = attribute(attrs, CREDENTIAL_ATTRIBUTE).unwrap_or("");
         let principal = auth::authenticate(&gw, &route, credential).await?;
         let provider = gw.config.provider(route.provider).ok_or_else(|| {
-            tracing::error!(provider = route.provider, "provider unknown to the sidecar; restart it with the current config");
+            tracing::error!(
+                provider = route.provider,
+                "provider unknown to the sidecar; restart it with the current config"
+            );
             misconfigured()
         })?;
-        let rules = provider.access.as_deref().or(gw.config.default_access.as_deref());
+        let rules = provider
+            .access
+            .as_deref()
+            .or(gw.config.default_access.as_deref());
         if !access::permits(rules, &principal) {
             return Err(GatewayError::new(
                 ErrorKind::AccessDenied,
@@ -104,6 +124,7 @@ impl Exchange {
             ));
         }
 
+        self.principal = Some(Arc::clone(&principal));
         let h = headers.headers.as_ref();
         let method = header(h, ":method").unwrap_or("GET");
         let path = header(h, ":path").unwrap_or("/");
@@ -117,6 +138,7 @@ impl Exchange {
             conversation_id: header(h, CONVERSATION_HEADER),
         });
         let metered = accounting.is_metered();
+        check_model(provider, accounting.model_requested.as_deref())?;
         self.openai_chat = matches!(
             crate::usage::detect(route.kind, method, path, None),
             Some(ApiFormat::OpenaiChat(_))
@@ -124,6 +146,9 @@ impl Exchange {
         self.accounting = Some(accounting);
         let wants_body = !headers.end_of_stream && (metered || route.kind == ProviderKind::Bedrock);
 
+        if metered && !wants_body {
+            self.reserve(0, None)?;
+        }
         let mut mutation = if route.kind == ProviderKind::Bedrock {
             let pending = Pending {
                 method: method.to_string(),
@@ -134,10 +159,15 @@ impl Exchange {
                 self.signing = Some((route.provider.to_string(), pending));
                 Mutation::default()
             } else {
-                signer(&gw, route.provider)?.sign(&pending, b"", &gw.secrets.snapshot()).await?
+                signer(&gw, route.provider)?
+                    .sign(&pending, b"", &gw.secrets.snapshot())
+                    .await?
             }
         } else {
-            let up = Upstream { route: &route, headers: h };
+            let up = Upstream {
+                route: &route,
+                headers: h,
+            };
             providers::upstream_mutation(&up, &gw.secrets.snapshot())?
         };
         if metered {
@@ -151,10 +181,15 @@ impl Exchange {
         })
     }
 
-    async fn on_request_body(&mut self, body: HttpBody) -> Result<ProcessingResponse, GatewayError> {
+    async fn on_request_body(
+        &mut self,
+        body: HttpBody,
+    ) -> Result<ProcessingResponse, GatewayError> {
         if !body.end_of_stream {
             // BUFFERED hands over the whole body in one message; anything else is a config error.
-            tracing::error!("request body arrived in pieces; the request body mode must be BUFFERED");
+            tracing::error!(
+                "request body arrived in pieces; the request body mode must be BUFFERED"
+            );
             return Err(misconfigured());
         }
         let facts = request_body::read(&body.body, self.openai_chat);
@@ -163,6 +198,10 @@ impl Exchange {
             if a.model_requested.is_none() {
                 a.model_requested = facts.model.clone();
             }
+            if let Some(p) = self.gw.config.provider(a.provider()) {
+                check_model(p, a.model_requested.as_deref())?;
+            }
+            self.reserve(body.body.len() as u64, facts.max_output_tokens)?;
         }
         let mut common = CommonResponse::default();
         let mut mutation = Mutation::default();
@@ -174,7 +213,9 @@ impl Exchange {
         }
         if let Some((provider, pending)) = self.signing.take() {
             let gw = Arc::clone(&self.gw);
-            let signed = signer(&gw, &provider)?.sign(&pending, forwarded, &gw.secrets.snapshot()).await?;
+            let signed = signer(&gw, &provider)?
+                .sign(&pending, forwarded, &gw.secrets.snapshot())
+                .await?;
             mutation.0.set_headers.extend(signed.0.set_headers);
         }
         if let Some(new_body) = facts.rewritten {
@@ -183,15 +224,35 @@ impl Exchange {
             });
         }
         common.header_mutation = Some(mutation.0);
-        Ok(reply(Reply::RequestBody(BodyResponse { response: Some(common) })))
+        Ok(reply(Reply::RequestBody(BodyResponse {
+            response: Some(common),
+        })))
     }
 
     fn on_response_headers(&mut self, headers: &HttpHeaders) -> ProcessingResponse {
         let h = headers.headers.as_ref();
-        let status = header(h, ":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = header(h, ":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         if status >= 400 {
             // An error answer carries no usage chunk to take out.
             self.usage_chunk_filter = None;
+        }
+        let mut mutation = Mutation::default();
+        if let Some(st) = self.reservation.as_ref().map(Reservation::status) {
+            if let Some(warn) = st.warn_at_percent {
+                let used = st.spent_nanousd.saturating_add(st.reserved_nanousd) as u128;
+                let pct = used * 100 / u128::from(st.cap_nanousd.max(1));
+                if pct >= u128::from(warn) {
+                    let msg = format!(
+                        "agent '{}' has used {pct}% of its {} budget of {} USD",
+                        st.agent,
+                        window_name(st.window),
+                        usd(st.cap_nanousd)
+                    );
+                    mutation.set(BUDGET_WARNING_HEADER, msg.into_bytes());
+                }
+            }
         }
         if let Some(a) = &mut self.accounting {
             a.on_response_headers(status, |name| header(h, name).map(str::to_string));
@@ -199,7 +260,12 @@ impl Exchange {
                 self.finish(false);
             }
         }
-        reply(Reply::ResponseHeaders(HeadersResponse::default()))
+        reply(Reply::ResponseHeaders(HeadersResponse {
+            response: Some(CommonResponse {
+                header_mutation: Some(mutation.0),
+                ..Default::default()
+            }),
+        }))
     }
 
     fn on_response_body(&mut self, body: &HttpBody) -> ProcessingResponse {
@@ -218,14 +284,72 @@ impl Exchange {
         if body.end_of_stream {
             self.finish(false);
         }
-        reply(Reply::ResponseBody(BodyResponse { response: Some(common) }))
+        reply(Reply::ResponseBody(BodyResponse {
+            response: Some(common),
+        }))
     }
 
-    /// Queues the usage record, once.
+    /// Holds the most this request can cost on the caller's budget, if one applies.
+    fn reserve(&mut self, input_bytes: u64, max_output: Option<u64>) -> Result<(), GatewayError> {
+        let (Some(a), Some(p)) = (&self.accounting, &self.principal) else {
+            return Ok(());
+        };
+        let gw = &self.gw;
+        let agent = p.agent.as_deref().unwrap_or(&p.subject);
+        if gw.budgets.config().for_agent(agent).is_none() {
+            return Ok(());
+        }
+        let max_output = max_output.unwrap_or(gw.budgets.config().default_max_output_tokens);
+        let model = a.model_requested.as_deref();
+        let estimate = gw
+            .estimate(a.provider(), a.kind(), model, input_bytes, max_output)
+            .map_err(|why| {
+                GatewayError::new(
+                    ErrorKind::UnpricedModel,
+                    format!(
+                        "a budget applies to agent '{agent}' but {why}, so it cannot be enforced"
+                    ),
+                )
+            })?;
+        let now = unix_now();
+        match gw.budgets.reserve(agent, estimate, now) {
+            Decision::Unlimited => {}
+            Decision::Reserved(r) => self.reservation = Some(r),
+            Decision::Refused(e) => {
+                return Err(GatewayError::new(
+                    ErrorKind::BudgetExceeded,
+                    format!(
+                        "agent '{}' has no room in its {} budget of {} USD for this request (up to {} USD); it resets at {}",
+                        e.agent,
+                        window_name(e.window),
+                        usd(e.cap_nanousd),
+                        usd(estimate),
+                        crate::budgets::rfc3339(e.resets_at_s)
+                    ),
+                )
+                .with_retry_after(e.resets_at_s.saturating_sub(now).max(1) as u64))
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the usage record and settles the budget, once.
     fn finish(&mut self, client_gone: bool) {
         if let Some(a) = self.accounting.take() {
             let gw = &self.gw;
-            let record = a.finish(client_gone, |kind, model, usage| gw.price(kind, model, usage));
+            let record = a.finish(client_gone, |provider, kind, model, usage| {
+                gw.price(provider, kind, model, usage)
+            });
+            if let Some(r) = self.reservation.take() {
+                // Without reported usage the cost is unknown: keep the whole hold, unless the
+                // upstream refused the request (then nothing was spent).
+                let actual = match (record.usage_reported, record.cost_nanousd) {
+                    (true, Some(c)) => c,
+                    _ if record.status >= 400 => 0,
+                    _ => r.amount(),
+                };
+                r.settle(actual);
+            }
             gw.submit(record);
         }
     }
@@ -245,20 +369,72 @@ fn modes(request_body: bool, response: bool) -> ProcessingMode {
     ProcessingMode {
         request_header_mode: HeaderSendMode::Send as i32,
         response_header_mode: HeaderSendMode::Send as i32,
-        request_body_mode: if request_body { BodySendMode::Buffered } else { BodySendMode::None } as i32,
-        response_body_mode: if response { BodySendMode::Streamed } else { BodySendMode::None } as i32,
+        request_body_mode: if request_body {
+            BodySendMode::Buffered
+        } else {
+            BodySendMode::None
+        } as i32,
+        response_body_mode: if response {
+            BodySendMode::Streamed
+        } else {
+            BodySendMode::None
+        } as i32,
         request_trailer_mode: HeaderSendMode::Skip as i32,
         response_trailer_mode: HeaderSendMode::Skip as i32,
     }
+}
+
+fn window_name(w: aigw_core::config::BudgetWindow) -> &'static str {
+    match w {
+        aigw_core::config::BudgetWindow::Daily => "daily",
+        aigw_core::config::BudgetWindow::Weekly => "weekly",
+        aigw_core::config::BudgetWindow::Monthly => "monthly",
+    }
+}
+
+/// Response header set when a budget is past its warning threshold.
+pub const BUDGET_WARNING_HEADER: &str = "x-aigw-budget-warning";
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// nano-USD as a decimal USD string, exactly.
+fn usd(nanousd: u64) -> String {
+    let s = format!("{}.{:09}", nanousd / 1_000_000_000, nanousd % 1_000_000_000);
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A provider's `models` list, if it has one, must name the model.
+fn check_model(p: &aigw_core::ProviderConfig, model: Option<&str>) -> Result<(), GatewayError> {
+    let (Some(list), Some(model)) = (&p.models, model) else {
+        return Ok(());
+    };
+    if list.iter().any(|m| m.name == model) {
+        return Ok(());
+    }
+    Err(GatewayError::new(
+        ErrorKind::ModelNotAllowed,
+        format!("model '{model}' is not allowed on provider '{}'", p.name),
+    ))
 }
 
 fn misconfigured() -> GatewayError {
     GatewayError::new(ErrorKind::Misconfigured, "the gateway is misconfigured")
 }
 
-fn signer<'a>(gw: &'a Gateway, provider: &str) -> Result<&'a crate::providers::bedrock::BedrockSigner, GatewayError> {
+fn signer<'a>(
+    gw: &'a Gateway,
+    provider: &str,
+) -> Result<&'a crate::providers::bedrock::BedrockSigner, GatewayError> {
     gw.bedrock.get(provider).ok_or_else(|| {
-        tracing::error!(provider, "Bedrock provider unknown to the sidecar; restart it with the current config");
+        tracing::error!(
+            provider,
+            "Bedrock provider unknown to the sidecar; restart it with the current config"
+        );
         misconfigured()
     })
 }
@@ -282,7 +458,10 @@ fn headers_reply(mutation: HeaderMutation) -> Reply {
 /// A header as Envoy sent it (`raw_value`).
 fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
     let v = h?.headers.iter().find(|v| v.key == name)?;
-    std::str::from_utf8(&v.raw_value).ok().filter(|s| !s.is_empty()).or(Some(v.value.as_str()))
+    std::str::from_utf8(&v.raw_value)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or(Some(v.value.as_str()))
 }
 
 /// A string attribute of the ext_proc attribute struct.
@@ -296,16 +475,19 @@ fn attribute<'a>(attrs: Option<&'a Struct>, key: &str) -> Option<&'a str> {
 /// The gateway's JSON error as an ext_proc immediate response.
 pub fn immediate(e: &GatewayError) -> Reply {
     let mut headers = Mutation::default();
-    headers.set("content-type", b"application/json".to_vec());
-    for (k, v) in e.extra_headers() {
+    for (k, v) in e.headers() {
         headers.set(k, v.as_bytes().to_vec());
     }
+    if let Some(secs) = e.retry_after_secs {
+        headers.set("retry-after", secs.to_string().into_bytes());
+    }
     Reply::ImmediateResponse(ImmediateResponse {
-        status: Some(HttpStatus { code: i32::from(e.status()) }),
+        status: Some(HttpStatus {
+            code: i32::from(e.status()),
+        }),
         headers: Some(headers.0),
         body: e.to_json().into_bytes(),
         grpc_status: None,
         details: format!("aigw_{}", e.kind.code()),
     })
 }
-

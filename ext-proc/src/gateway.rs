@@ -3,8 +3,11 @@
 
 use crate::auth::api_key::ApiKeys;
 use crate::auth::oidc::Oidc;
+use crate::budgets::Budgets;
+use crate::pricing::{Catalog, PriceOverride};
 use crate::providers::bedrock::{credentials, BedrockSigner};
 use crate::secrets::{SecretSources, SecretStore};
+use crate::usage::Usage;
 use aigw_core::{GatewayConfig, ProviderKind};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -17,6 +20,9 @@ pub struct Gateway {
     pub secrets: Arc<SecretStore>,
     pub api_keys: ArcSwap<ApiKeys>,
     pub oidc: Oidc,
+    pub budgets: Budgets,
+    /// Each provider's prices: the built-in catalog plus its `models` overrides.
+    pricing: HashMap<String, Catalog>,
     /// Signers of the enabled Bedrock providers, by provider name.
     pub bedrock: HashMap<String, BedrockSigner>,
     sources: SecretSources,
@@ -32,6 +38,8 @@ pub enum StartError {
     Bedrock { provider: String, reason: String },
     #[error("{0}")]
     Oidc(String),
+    #[error("{field}: {reason}")]
+    Pricing { field: String, reason: String },
 }
 
 impl Gateway {
@@ -77,19 +85,87 @@ impl Gateway {
             bedrock.insert(p.name.clone(), signer);
         }
         let oidc = Oidc::start(&config.oidc).map_err(StartError::Oidc)?;
+        let pricing = catalogs(&config)?;
+        let budgets = Budgets::new(config.budgets.clone());
         Ok(Self {
             config,
             secrets,
             api_keys: ArcSwap::from_pointee(keys),
             oidc,
+            budgets,
+            pricing,
             bedrock,
             sources,
         })
     }
 
     /// The exact cost of `usage` in nano-USD, or why there is none.
-    pub fn price(&self, _kind: ProviderKind, _model: Option<&str>, _usage: &crate::usage::Usage) -> Result<u64, String> {
-        Err("pricing not loaded".into())
+    pub fn price(
+        &self,
+        provider: &str,
+        kind: ProviderKind,
+        model: Option<&str>,
+        usage: &Usage,
+    ) -> Result<u64, String> {
+        let catalog = self.pricing.get(provider).ok_or("provider has no prices")?;
+        let model = model.ok_or("no model name to price")?;
+        match catalog.cost(kind, model, usage) {
+            crate::pricing::Cost::Priced { nanousd, .. } => {
+                Ok(u64::try_from(nanousd).unwrap_or(u64::MAX))
+            }
+            crate::pricing::Cost::Unpriced { reason } => Err(reason.to_string()),
+        }
+    }
+
+    /// The most a request can cost: every input byte as a token at the dearest input price
+    /// (a token is at least a byte of text) plus its output cap at the output price.
+    pub fn estimate(
+        &self,
+        provider: &str,
+        kind: ProviderKind,
+        model: Option<&str>,
+        input_bytes: u64,
+        max_output_tokens: u64,
+    ) -> Result<u64, String> {
+        let input = [
+            Usage {
+                input: input_bytes,
+                ..Default::default()
+            },
+            Usage {
+                cache_write_1h: input_bytes,
+                ..Default::default()
+            },
+            Usage {
+                cache_write_12h: input_bytes,
+                ..Default::default()
+            },
+        ]
+        .iter()
+        .filter_map(|u| self.price(provider, kind, model, u).ok())
+        .max()
+        .ok_or_else(|| {
+            self.price(
+                provider,
+                kind,
+                model,
+                &Usage {
+                    input: 1,
+                    ..Default::default()
+                },
+            )
+            .unwrap_err()
+        })?;
+        let output = self.price(
+            provider,
+            kind,
+            model,
+            &Usage {
+                output: max_output_tokens,
+                ..Default::default()
+            },
+        )?;
+        Ok(input.saturating_add(output))
     }
 
     /// Queues a usage record for the store; never blocks.
@@ -134,4 +210,37 @@ impl Gateway {
             }
         });
     }
+}
+
+/// The built-in catalog, with each provider's `models` price overrides on top.
+fn catalogs(config: &GatewayConfig) -> Result<HashMap<String, Catalog>, StartError> {
+    let builtin = Catalog::builtin();
+    let mut out = HashMap::new();
+    for (i, p) in config.providers.iter().enumerate() {
+        let mut c = builtin.clone();
+        for (j, m) in p.models.iter().flatten().enumerate() {
+            if m.prices.is_empty() {
+                continue;
+            }
+            let mut obj = serde_json::Map::new();
+            obj.insert("model".into(), m.name.clone().into());
+            for (k, v) in &m.prices {
+                obj.insert(k.clone(), v.clone().into());
+            }
+            let field = format!("providers[{i}].models[{j}]");
+            let o: PriceOverride =
+                serde_json::from_value(serde_json::Value::Object(obj)).map_err(|e| {
+                    StartError::Pricing {
+                        field: field.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+            c.set_override(p.kind, o).map_err(|e| StartError::Pricing {
+                field,
+                reason: e.to_string(),
+            })?;
+        }
+        out.insert(p.name.clone(), c);
+    }
+    Ok(out)
 }

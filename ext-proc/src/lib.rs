@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod accounting;
 pub mod auth;
+pub mod budgets;
 pub mod config_file;
 pub mod exchange;
 pub mod gateway;

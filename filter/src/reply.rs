@@ -5,7 +5,6 @@ use proxy_wasm::traits::HttpContext;
 
 pub fn send(ctx: &dyn HttpContext, e: &GatewayError) {
     let body = e.to_json();
-    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
-    headers.extend_from_slice(e.extra_headers());
+    let headers: Vec<(&str, &str)> = e.headers().collect();
     ctx.send_http_response(u32::from(e.status()), headers, Some(body.as_bytes()));
 }

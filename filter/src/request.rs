@@ -62,12 +62,17 @@ impl Request {
     /// Decides what to do with a request from its headers (`:path` included).
     pub fn route<'a>(table: &'a ProviderTable, headers: &'a [(String, String)]) -> Decision<'a> {
         let mut path_header: Option<&str> = None;
+        let mut method = "GET";
         let mut creds = CredentialSources::default();
         let mut present: u8 = 0;
         for (name, value) in headers {
             let name = name.as_str();
             if name == ":path" {
                 path_header = Some(value);
+                continue;
+            }
+            if name == ":method" {
+                method = value;
                 continue;
             }
             if starts_with_ci(name, INTERNAL_HEADER_PREFIX) {
@@ -104,7 +109,7 @@ impl Request {
         }
 
         if p.kind == ProviderKind::Bedrock {
-            if let Err(e) = aigw_core::bedrock::check_path(parsed.rest) {
+            if let Err(e) = aigw_core::bedrock::check_path(method, parsed.rest) {
                 return Decision::Reply(e);
             }
         }

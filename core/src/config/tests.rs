@@ -234,3 +234,40 @@ fn oidc_and_access() {
         assert!(e.contains(want), "missing {want:?} in {e}");
     }
 }
+
+#[test]
+fn budgets_and_usd() {
+    assert_eq!(parse_usd("10"), Some(10_000_000_000));
+    assert_eq!(parse_usd("0.000000001"), Some(1));
+    assert_eq!(parse_usd("12.5"), Some(12_500_000_000));
+    assert_eq!(parse_usd(".5"), Some(500_000_000));
+    for bad in ["", ".", "-1", "1e3", "0.0000000001", "1,5", "abc"] {
+        assert_eq!(parse_usd(bad), None, "{bad}");
+    }
+    let c = parse(
+        r#"{"budgets":{"default":{"cap_usd":"1.00","window":"daily","warn_at_percent":80},
+                       "agents":{"ci-bot":{"cap_usd":"25","window":"monthly"}}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.budgets.for_agent("ci-bot").unwrap().cap_nanousd,
+        25_000_000_000
+    );
+    assert_eq!(
+        c.budgets.for_agent("x").unwrap().window,
+        BudgetWindow::Daily
+    );
+    assert_eq!(c.budgets.default_max_output_tokens, 4096);
+    let e =
+        parse(r#"{"budgets":{"default":{"cap_usd":"ten","window":"daily","warn_at_percent":0}}}"#)
+            .unwrap_err();
+    assert!(
+        e.contains("budgets.default.cap_usd: 'ten' is not a USD amount"),
+        "{e}"
+    );
+    assert!(
+        e.contains("budgets.default.warn_at_percent: must be 1-100"),
+        "{e}"
+    );
+    assert!(parse(r#"{"budgets":{"default":{"cap_usd":"1","window":"hourly"}}}"#).is_err());
+}

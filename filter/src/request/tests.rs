@@ -89,6 +89,7 @@ fn passthrough_keeps_authorization() {
 fn bedrock_drops_client_signing_headers() {
     let t = table();
     let hs = h(&[
+        (":method", "POST"),
         (":path", "/llm/v1/providers/bedrock/model/m%3A0/converse"),
         ("authorization", "Bearer gw"),
         ("x-amz-date", "20260101T000000Z"),

@@ -25,6 +25,11 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// Credentials without an expiry are re-read this often (shared files may change).
 const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(15 * 60);
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// A credentials fetch (STS, metadata) that takes longer is abandoned and retried.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request finding its credentials expired waits this long for the refresh, then fails
+/// with a clear 503 instead of running into Envoy's message timeout.
+const REQUEST_WAIT: Duration = Duration::from_millis(300);
 
 #[derive(Debug)]
 pub enum CredentialSource {
@@ -114,7 +119,9 @@ impl CredentialCache {
                 return Ok(c.creds.clone());
             }
         }
-        self.refresh(false).await
+        tokio::time::timeout(REQUEST_WAIT, self.refresh(false))
+            .await
+            .unwrap_or_else(|_| Err(CredentialsError::provider_timed_out(REQUEST_WAIT)))
     }
 
     /// Fetches new credentials, unless another caller just did (or `force`).
@@ -126,7 +133,9 @@ impl CredentialCache {
                 return Ok(c.creds.clone());
             }
         }
-        let creds = self.provider.provide_credentials().await?;
+        let creds = tokio::time::timeout(FETCH_TIMEOUT, self.provider.provide_credentials())
+            .await
+            .map_err(|_| CredentialsError::provider_timed_out(FETCH_TIMEOUT))??;
         let refresh_at = refresh_time(&creds, now);
         self.current.store(Some(Arc::new(Cached {
             creds: creds.clone(),
