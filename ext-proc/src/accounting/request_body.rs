@@ -159,7 +159,9 @@ fn is_usage_only(event: &[u8]) -> bool {
     let Ok(v) = serde_json::from_str::<Value>(&data) else {
         return false;
     };
-    v.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty())
+    v.get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.is_empty())
         && v.get("usage").is_some_and(|u| !u.is_null())
 }
 

@@ -2,7 +2,10 @@ use super::*;
 
 #[test]
 fn facts() {
-    let f = read(br#"{"model":"gpt-x","stream":true,"max_tokens":50,"messages":[]}"#, true);
+    let f = read(
+        br#"{"model":"gpt-x","stream":true,"max_tokens":50,"messages":[]}"#,
+        true,
+    );
     assert_eq!(f.model.as_deref(), Some("gpt-x"));
     assert!(f.stream);
     assert_eq!(f.max_output_tokens, Some(50));
@@ -10,22 +13,38 @@ fn facts() {
         f.rewritten.as_deref(),
         Some(&br#"{"stream_options":{"include_usage":true},"model":"gpt-x","stream":true,"max_tokens":50,"messages":[]}"#[..])
     );
-    let g = read(br#"{"contents":[],"generationConfig":{"maxOutputTokens":7}}"#, false);
+    let g = read(
+        br#"{"contents":[],"generationConfig":{"maxOutputTokens":7}}"#,
+        false,
+    );
     assert_eq!(g.max_output_tokens, Some(7));
-    let b = read(br#"{"messages":[],"inferenceConfig":{"maxTokens":9}}"#, false);
+    let b = read(
+        br#"{"messages":[],"inferenceConfig":{"maxTokens":9}}"#,
+        false,
+    );
     assert_eq!(b.max_output_tokens, Some(9));
 }
 
 #[test]
 fn injects_only_when_needed() {
-    assert!(read(br#"{"model":"m","stream":false}"#, true).rewritten.is_none());
-    assert!(read(br#"{"model":"m","stream":true}"#, false).rewritten.is_none());
-    assert!(read(br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#, true)
+    assert!(read(br#"{"model":"m","stream":false}"#, true)
         .rewritten
         .is_none());
-    let r = read(br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#, true)
+    assert!(read(br#"{"model":"m","stream":true}"#, false)
         .rewritten
-        .unwrap();
+        .is_none());
+    assert!(read(
+        br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
+        true
+    )
+    .rewritten
+    .is_none());
+    let r = read(
+        br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#,
+        true,
+    )
+    .rewritten
+    .unwrap();
     let v: Value = serde_json::from_slice(&r).unwrap();
     assert_eq!(v["stream_options"]["include_usage"], true);
     assert_eq!(read(b"not json", true), BodyFacts::default());
@@ -37,7 +56,8 @@ data: [DONE]\n\n";
 
 #[test]
 fn usage_chunk_is_removed_whatever_the_chunking() {
-    let want = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\ndata: [DONE]\n\n";
+    let want =
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\ndata: [DONE]\n\n";
     let bytes = STREAM.as_bytes();
     for split in 0..=bytes.len() {
         let mut f = UsageChunkFilter::default();
