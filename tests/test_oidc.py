@@ -45,7 +45,8 @@ ANTHROPIC_BODY = {"model": "claude-mock", "max_tokens": 16, "messages": MESSAGES
 # Client secrets of the test IdPs (random per run; they never leave this process and the IdP).
 S = {name: "cs-" + _secrets.token_hex(10) for name in (
     "app-llm", "app-plain", "agent-x", "azp-only", "contractor", "short", "later", "multi-aud",
-    "refresher", "b-app", "b-short", "c-app")}
+    "refresher", "no-kid", "b-app", "b-short", "c-app", "imp-plain", "imp-kid", "imp-nokid", "imp-jwk",
+    "imp-jku")}
 
 
 def cl(name: str, **kw) -> dict:
@@ -65,6 +66,7 @@ def a_clients() -> list[dict]:
         cl("later", claims={}, ttl=300) | {"nbf_offset": 3600},
         cl("multi-aud", claims={"aud": ["other-api", "aigw"]}),
         cl("refresher", scope="llm", ttl=3),
+        cl("no-kid", header={"kid": None}),  # no key id in the JWS header
     ]
 
 
@@ -363,6 +365,17 @@ def test_raw_token_in_each_sdk_location(gw, upstream, keys, idp_a, header):
     assert_clean(upstream.only(), token, keys.openai, "authorization", "app-plain")
 
 
+def test_token_in_google_query_key(gw, upstream, keys, idp_a):
+    """Google clients that put the key in `?key=`: a token there works and is taken out."""
+    t = tok(idp_a, "app-plain")
+    r = gw.request("POST", f"/llm/v1/providers/google/v1/models/gemini-mock:generateContent?key={t}",
+                   [], {"contents": [{"parts": [{"text": "hi"}]}]})
+    assert r.status == 200, r
+    rec = upstream.only()
+    assert "key=" not in (rec.query or "")
+    assert_clean(rec, t, keys.google, "x-goog-api-key")
+
+
 def test_same_token_twice_is_not_ambiguous(gw, upstream, keys, idp_a):
     token = tok(idp_a, "app-plain")
     r = chat(gw, "openai", [("Authorization", f"Bearer {token}"), ("x-api-key", token)])
@@ -552,6 +565,40 @@ def test_hmac_with_the_ec_public_key(gw, upstream, idp_b):
     for secret in (json.dumps(jwk, separators=(",", ":")).encode(), b64url_decode(jwk["x"]) + b64url_decode(jwk["y"])):
         bad = hs256(t, secret)
         assert_rejected(chat(gw, "openai", bearer(bad)), upstream, ("invalid_credential",), bad)
+
+
+def test_token_without_kid(gw, upstream, keys, idp_a):
+    """No `kid`: A has a single RSA key, so the key is unambiguous."""
+    t = tok(idp_a, "no-kid")
+    assert "kid" not in decode(t)[0]
+    r = chat(gw, "openai", bearer(t))
+    assert r.status == 200, r
+    assert_clean(upstream.only(), t, keys.openai)
+
+
+def test_signed_by_an_impostor(gw, upstream, idp_a, private_idp):
+    """Another IdP issues tokens naming A as issuer, signed with its own keys: with its own
+    kid, with A's kid, with no kid, with its public key embedded (`jwk`) or linked (`jku`).
+    All refused, and the gateway fetches nothing from the impostor."""
+    imp = private_idp([cl("imp-plain")], name="impostor", issuer=idp_a.issuer)
+    a_kid = decode(tok(idp_a, "app-plain"))[0]["kid"]
+    imp_jwk = imp.jwks()["keys"][0]
+    imp.write_config(clients=[
+        cl("imp-plain"),
+        cl("imp-kid", header={"kid": a_kid}),
+        cl("imp-nokid", header={"kid": None}),
+        cl("imp-jwk", header={"jwk": imp_jwk, "kid": imp_jwk["kid"]}),
+        cl("imp-jku", header={"jku": imp.discovery()["jwks_uri"], "kid": imp_jwk["kid"]}),
+    ])
+    forged = {name: tok(imp, name) for name in ("imp-plain", "imp-kid", "imp-nokid", "imp-jwk", "imp-jku")}
+    assert decode(forged["imp-kid"])[0]["kid"] == a_kid and "kid" not in decode(forged["imp-nokid"])[0]
+    assert decode(forged["imp-jwk"])[0]["jwk"] == imp_jwk
+    fetched_before = imp.logs().count("GET /jwks") + imp.logs().count("openid-configuration")
+    for name, t in forged.items():
+        assert decode(t)[1]["iss"] == idp_a.issuer
+        upstream.reset()
+        assert_rejected(chat(gw, "openai", bearer(t)), upstream, ("invalid_credential",), t)
+    assert imp.logs().count("GET /jwks") + imp.logs().count("openid-configuration") == fetched_before
 
 
 @pytest.mark.parametrize("value", [

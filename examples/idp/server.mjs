@@ -246,6 +246,14 @@ function buildProvider(issuer) {
             else jwt.payload[k] = v;
           }
           if (Number.isInteger(c?.nbf_offset)) jwt.payload.nbf = jwt.payload.iat + c.nbf_offset;
+          // Extra or replaced JWS header parameters (kid, typ, jku, jwk, x5u...); null removes
+          // one. Never `alg`: the key decides it.
+          if (c?.header) {
+            jwt.header = { ...(jwt.header ?? {}) };
+            for (const [k, v] of Object.entries(c.header)) {
+              if (k !== 'alg') jwt.header[k] = v === null ? undefined : v;
+            }
+          }
         },
       },
     },

@@ -33,11 +33,10 @@ _live: list["IdP"] = []
 
 
 def idp_missing() -> str | None:
-    """Why the IdP cannot run here (None: it can)."""
-    if shutil.which("node") is None:
-        return "node is not installed"
+    """Why the IdP is not installed here (None: it is). The tests skip for this reason only;
+    a missing `node` with the packages installed is a failure, not a skip."""
     if not (IDP_DIR / "node_modules" / "oidc-provider").is_dir():
-        return f"{IDP_DIR}/node_modules is missing: run `npm ci --prefix examples/idp` (make deps)"
+        return f"{IDP_DIR}/node_modules is missing: run `make deps` (npm ci --prefix examples/idp)"
     return None
 
 
@@ -46,7 +45,7 @@ def live_idps() -> list["IdP"]:
 
 
 def client(client_id: str, secret: str, *, scope: str | None = None, claims: dict | None = None,
-           ttl: int | None = None, resources: list[str] | None = None) -> dict:
+           ttl: int | None = None, resources: list[str] | None = None, header: dict | None = None) -> dict:
     """One client entry of the IdP config (see examples/idp/README.md)."""
     c: dict[str, Any] = {"client_id": client_id, "client_secret": secret}
     if scope is not None:
@@ -57,6 +56,8 @@ def client(client_id: str, secret: str, *, scope: str | None = None, claims: dic
         c["access_token_ttl"] = ttl
     if resources is not None:
         c["resources"] = resources
+    if header is not None:
+        c["header"] = header
     return c
 
 
@@ -68,13 +69,14 @@ class IdP:
 
     def __init__(self, workdir: Path, clients: list[dict], *, alg: str = "RS256", ttl: int = 300,
                  audience: str = "aigw", resource_servers: list[dict] | None = None, port: int = 0,
-                 name: str = "idp", start_timeout: float = 20.0):
+                 name: str = "idp", start_timeout: float = 20.0, issuer: str | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.alg = alg
         self.port = port
         self.start_timeout = start_timeout
+        self.issuer_override = issuer  # another issuer's URL: forged tokens, signed with this IdP's keys
         self.config_path = self.workdir / f"{name}-config.json"
         self.keys_path = self.workdir / f"{name}-keys.json"
         cfg: dict[str, Any] = {"clients": clients, "access_token_ttl": ttl}
@@ -89,11 +91,13 @@ class IdP:
     def start(self) -> "IdP":
         if self.proc is not None and self.proc.alive():
             return self
-        missing = idp_missing()
+        missing = idp_missing() or (None if shutil.which("node") else "node is not on PATH")
         if missing:
             raise StartupError(missing)
         argv = ["node", SERVER, "--port", str(self.port), "--config", self.config_path,
                 "--keys", self.keys_path, "--alg", self.alg, "--admin"]
+        if self.issuer_override:
+            argv += ["--issuer", self.issuer_override]
         self.proc = Managed(f"{self.name}{self._starts or ''}", argv, self.workdir, cwd=IDP_DIR)
         self._starts += 1
         if self not in _live:
@@ -129,9 +133,22 @@ class IdP:
         self.stop()
 
     @property
-    def issuer(self) -> str:
+    def base(self) -> str:
+        """Where this IdP listens."""
         assert self.port, "IdP never started"
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        return self.issuer_override or self.base
+
+    def write_config(self, **changes: Any) -> None:
+        """Changes the config file and makes the running IdP re-read it (/admin/reload)."""
+        cfg = json.loads(self.config_path.read_text())
+        cfg.update(changes)
+        self.config_path.write_text(json.dumps(cfg, indent=2))
+        if self.proc is not None and self.proc.alive():
+            _post_json(f"{self.base}/admin/reload")
 
     def logs(self) -> str:
         return self.proc.output() if self.proc else f"{self.name}: not started"
@@ -140,7 +157,11 @@ class IdP:
 
     def discovery(self) -> dict:
         if self._discovery is None:
-            self._discovery = discover(self.issuer)
+            doc = discover(self.base, expect=self.issuer)
+            if self.issuer_override:  # endpoints name the other issuer's host: use ours
+                doc = {k: (self.base + v[len(self.issuer):] if isinstance(v, str) and v.startswith(self.issuer)
+                           else v) for k, v in doc.items()}
+            self._discovery = doc
         return self._discovery
 
     def token(self, client_id: str, secret: str, *, scope: str | None = None, resource: str | None = None,
@@ -168,19 +189,19 @@ class IdP:
             q["alg"] = alg
         if retire:
             q["retire"] = "1"
-        return _post_json(f"{self.issuer}/admin/rotate" + ("?" + urllib.parse.urlencode(q) if q else ""))
+        return _post_json(f"{self.base}/admin/rotate" + ("?" + urllib.parse.urlencode(q) if q else ""))
 
     def key_info(self) -> dict:
-        return _get_json(f"{self.issuer}/admin/keys")
+        return _get_json(f"{self.base}/admin/keys")
 
 
 # --------------------------------------------------------------------------- OAuth client side
 
 
-def discover(issuer: str, timeout: float = 5.0) -> dict:
+def discover(issuer: str, timeout: float = 5.0, expect: str | None = None) -> dict:
     doc = _get_json(issuer.rstrip("/") + "/.well-known/openid-configuration", timeout)
-    if doc.get("issuer") != issuer:
-        raise AssertionError(f"discovery issuer {doc.get('issuer')!r} != {issuer!r}")
+    if doc.get("issuer") != (expect or issuer):
+        raise AssertionError(f"discovery issuer {doc.get('issuer')!r} != {expect or issuer!r}")
     return doc
 
 
