@@ -1,3 +1,326 @@
 //! Where usage records go. The request path only ever calls [`RecordSink::submit`], which
 //! never blocks and never fails a request: a bounded queue feeds a writer thread that commits
 //! in small batches. Backends live in `store/<backend>.rs` (SQLite now; PostgreSQL next).
+//!
+//! # Layout
+//! - [`UsageStore`]: what a backend does: insert a batch, answer the admin queries. Every
+//!   aggregate is computed by the database; Rust only reshapes the aggregated rows.
+//! - [`sqlite`]: the default backend, an embedded file in WAL mode, migrated at open.
+//! - [`sink`]: [`RecordSink`], the bounded queue and its writer thread (batching, retry
+//!   with backoff while the store is down, drain at shutdown). It also feeds
+//!   [`crate::metrics::Metrics`], so the request path takes no lock.
+//! - [`csv`]: CSV exports of a series and of raw records.
+//! - [`time`]: UTC days and RFC 3339 timestamps.
+//!
+//! # Wiring
+//! ```no_run
+//! # use std::{sync::Arc, time::Duration};
+//! # use aigw_ext_proc::{metrics::Metrics, store::{self, sqlite::{SqliteOptions, SqliteStore}}};
+//! let store = Arc::new(SqliteStore::open("/var/lib/aigw/usage.db", SqliteOptions::default())?);
+//! let metrics = Arc::new(Metrics::default());
+//! let sink = store::RecordSink::start(store.clone(), metrics.clone(), store::SinkConfig::default())?;
+//! // per request: sink.submit(record);
+//! // on SIGTERM, after the gRPC server has stopped:
+//! let report = sink.shutdown(Duration::from_secs(5));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod csv;
+pub mod sink;
+pub mod sqlite;
+pub mod time;
+
+pub use sink::{RecordSink, ShutdownReport, SinkConfig, SinkStats};
+
+use crate::record::UsageRecord;
+use serde::Serialize;
+use time::UtcDay;
+
+/// A usage store backend. Methods block (they do I/O): the writer thread calls
+/// [`insert_batch`](Self::insert_batch); the admin API calls the queries from
+/// `spawn_blocking`.
+pub trait UsageStore: Send + Sync + 'static {
+    /// A short name for logs: `sqlite`, `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Inserts all records in one transaction: on error none is kept, and the caller retries
+    /// the same batch.
+    fn insert_batch(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
+
+    /// Per provider, the `days` UTC days ending with `last_day` (included): totals and one
+    /// zero-filled point per day, oldest first. Providers without a record in the window are
+    /// left out.
+    fn provider_summary(
+        &self,
+        last_day: UtcDay,
+        days: u32,
+    ) -> Result<Vec<ProviderSummary>, StoreError>;
+
+    /// Aggregated points, sparse (buckets without records are absent), ordered by bucket
+    /// then key. See [`SeriesQuery`].
+    fn usage_series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, StoreError>;
+
+    /// Raw records in `[from, to)`, oldest first, at most `limit`.
+    fn records(&self, range: TimeRange, limit: usize) -> Result<Vec<UsageRecord>, StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the store's directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A newer gateway migrated the database; writing with an older schema could corrupt it.
+    #[error("the store's schema is version {found}, newer than this build's {supported}")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("the store's stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// `[from_ms, to_ms)`, Unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    Hour,
+    Day,
+}
+
+impl Granularity {
+    pub const fn bucket_ms(self) -> i64 {
+        match self {
+            Self::Hour => time::MS_PER_HOUR,
+            Self::Day => time::MS_PER_DAY,
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "hour" => Some(Self::Hour),
+            "day" => Some(Self::Day),
+            _ => None,
+        }
+    }
+}
+
+/// What one series of a [`SeriesQuery`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    Provider,
+    /// `model_answered`, falling back to `model_requested`.
+    Model,
+    /// One series per billable bucket of [`crate::usage::Usage`] ([`TokenType`]).
+    TokenType,
+    User,
+    Agent,
+}
+
+impl GroupBy {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Provider => "provider",
+            Self::Model => "model",
+            Self::TokenType => "token_type",
+            Self::User => "user",
+            Self::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "provider" => Self::Provider,
+            "model" => Self::Model,
+            "token_type" => Self::TokenType,
+            "user" => Self::User,
+            "agent" => Self::Agent,
+            _ => return None,
+        })
+    }
+}
+
+/// The billable token buckets, in the order series are returned. Reasoning is left out:
+/// it is already inside `output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenType {
+    Input,
+    CacheRead,
+    CacheWrite5m,
+    CacheWrite1h,
+    CacheWrite30m,
+    CacheWrite12h,
+    Output,
+}
+
+impl TokenType {
+    pub const ALL: [TokenType; 7] = [
+        Self::Input,
+        Self::CacheRead,
+        Self::CacheWrite5m,
+        Self::CacheWrite1h,
+        Self::CacheWrite30m,
+        Self::CacheWrite12h,
+        Self::Output,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Input => "input",
+            Self::CacheRead => "cache_read",
+            Self::CacheWrite5m => "cache_write_5m",
+            Self::CacheWrite1h => "cache_write_1h",
+            Self::CacheWrite30m => "cache_write_30m",
+            Self::CacheWrite12h => "cache_write_12h",
+            Self::Output => "output",
+        }
+    }
+}
+
+/// Exact-match filters; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeriesFilter {
+    pub provider: Option<String>,
+    /// Matched against `model_answered`, falling back to `model_requested`.
+    pub model: Option<String>,
+    pub user: Option<String>,
+    pub agent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesQuery {
+    pub range: TimeRange,
+    pub granularity: Granularity,
+    pub group_by: GroupBy,
+    pub filter: SeriesFilter,
+}
+
+/// One bucket of one series.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SeriesPoint {
+    /// The bucket's start (UTC hour or day), Unix milliseconds.
+    pub bucket_ms: i64,
+    /// The group: provider, model, user, agent or token type. `None` when the record has no
+    /// value for it (no user header, no model known).
+    pub key: Option<String>,
+    /// Requests in the bucket. For token types: requests with a non-zero count of that type.
+    pub requests: u64,
+    /// Billable tokens (reasoning is inside output, not added again).
+    pub tokens: u64,
+    /// Spend of the priced requests; `None` for token-type series, whose cost is not
+    /// stored per bucket.
+    pub cost_nanousd: Option<u64>,
+    /// Requests without a price (their tokens are counted, their cost is not).
+    pub unpriced_requests: u64,
+}
+
+/// Token counts by bucket, as [`crate::usage::Usage`] has them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TokenTotals {
+    pub input: u64,
+    pub cache_read: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub cache_write_30m: u64,
+    pub cache_write_12h: u64,
+    pub output: u64,
+    /// Informational, already inside `output`.
+    pub reasoning: u64,
+}
+
+impl TokenTotals {
+    /// Every billable token (reasoning not added again).
+    pub fn total(&self) -> u64 {
+        [
+            self.input,
+            self.cache_read,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.cache_write_30m,
+            self.cache_write_12h,
+            self.output,
+        ]
+        .iter()
+        .fold(0u64, |sum, n| sum.saturating_add(*n))
+    }
+
+    pub fn add(&mut self, other: &TokenTotals) {
+        self.input = self.input.saturating_add(other.input);
+        self.cache_read = self.cache_read.saturating_add(other.cache_read);
+        self.cache_write_5m = self.cache_write_5m.saturating_add(other.cache_write_5m);
+        self.cache_write_1h = self.cache_write_1h.saturating_add(other.cache_write_1h);
+        self.cache_write_30m = self.cache_write_30m.saturating_add(other.cache_write_30m);
+        self.cache_write_12h = self.cache_write_12h.saturating_add(other.cache_write_12h);
+        self.output = self.output.saturating_add(other.output);
+        self.reasoning = self.reasoning.saturating_add(other.reasoning);
+    }
+}
+
+/// Requests, spend and tokens over some window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UsageTotals {
+    pub requests: u64,
+    /// Requests without a price; not in `cost_nanousd`.
+    pub unpriced_requests: u64,
+    pub cost_nanousd: u64,
+    pub tokens: TokenTotals,
+}
+
+impl UsageTotals {
+    pub fn add(&mut self, other: &UsageTotals) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.unpriced_requests = self
+            .unpriced_requests
+            .saturating_add(other.unpriced_requests);
+        self.cost_nanousd = self.cost_nanousd.saturating_add(other.cost_nanousd);
+        self.tokens.add(&other.tokens);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DailyUsage {
+    pub day: UtcDay,
+    pub totals: UsageTotals,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderSummary {
+    pub provider: String,
+    /// Over the whole window.
+    pub totals: UsageTotals,
+    /// One point per day of the window, oldest first, zero-filled.
+    pub daily: Vec<DailyUsage>,
+}
+
+impl Serialize for UtcDay {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.iso())
+    }
+}
+
+/// Saturating conversions between the record's unsigned counts and SQL's signed integers.
+pub(crate) fn to_sql_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_sql_int(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
