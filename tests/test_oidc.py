@@ -185,6 +185,16 @@ def private_idp(tmp_path):
         idp.stop()
 
 
+def wait_keys_loaded(g: Gateway, idp: IdP, timeout: float = 5.0) -> None:
+    """Until the sidecar says it has the issuer's keys (its start-up fetch is asynchronous), so
+    a test's first token does not spend the on-demand refetch. Goes on after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f"issuer={idp.issuer}" in g.sidecar.stderr() and "keys loaded" in g.sidecar.stderr():
+            return
+        time.sleep(0.05)
+
+
 def tok(idp: IdP, name: str, **kw) -> str:
     """A token for client `name`, fetched over HTTP by the client-credentials grant."""
     return idp.access_token(name, S[name], **kw)
@@ -665,6 +675,7 @@ def test_key_rotation_without_restart(private_gw, private_idp, upstream, keys):
     idp = private_idp(name="idp-rot")
     g = private_gw([oidc_entry(idp, ["aigw"], algorithms=["RS256", "ES256"])], name="rotation")
     sidecar_pid = g.sidecar.pid
+    wait_keys_loaded(g, idp)
     t1 = tok(idp, "app-plain")
     assert chat(g, "openai", bearer(t1)).status == 200
 
