@@ -43,6 +43,14 @@ pub enum ErrorKind {
     BudgetExceeded,
     /// A budget applies but the model has no price, so the budget could not be enforced.
     UnpricedModel,
+    /// Admin API: a malformed query parameter.
+    InvalidQuery,
+    /// Admin API: no such page or resource.
+    NotFound,
+    /// Admin API: the method is not allowed on this path.
+    MethodNotAllowed,
+    /// Admin API: the usage store cannot answer.
+    StoreUnavailable,
     /// The gateway could not get what it needs to call the upstream (e.g. the upstream key).
     UpstreamCredentialUnavailable,
     /// The sidecar got a request the filter did not hand over (mis-wired Envoy config).
@@ -52,7 +60,12 @@ pub enum ErrorKind {
 impl ErrorKind {
     pub const fn status(self) -> u16 {
         match self {
-            Self::InvalidPath | Self::InternalHeader | Self::AmbiguousCredentials => 400,
+            Self::InvalidPath
+            | Self::InternalHeader
+            | Self::AmbiguousCredentials
+            | Self::InvalidQuery => 400,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
             Self::MissingCredential | Self::InvalidCredential => 401,
             Self::ProviderDisabled
             | Self::AccessDenied
@@ -63,7 +76,8 @@ impl ErrorKind {
             Self::PathTooLong => 414,
             Self::UpstreamCredentialUnavailable
             | Self::Misconfigured
-            | Self::IdentityProviderUnavailable => 503,
+            | Self::IdentityProviderUnavailable
+            | Self::StoreUnavailable => 503,
         }
     }
 
@@ -82,6 +96,10 @@ impl ErrorKind {
             Self::ModelNotAllowed => "model_not_allowed",
             Self::BudgetExceeded => "budget_exceeded",
             Self::UnpricedModel => "unpriced_model",
+            Self::InvalidQuery => "invalid_query",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::StoreUnavailable => "store_unavailable",
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",
             Self::UpstreamCredentialUnavailable => "upstream_credential_unavailable",
             Self::Misconfigured => "gateway_misconfigured",

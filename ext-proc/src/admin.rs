@@ -21,6 +21,7 @@
 
 mod api;
 pub mod auth;
+pub mod budgets;
 mod error;
 mod query;
 
@@ -71,6 +72,8 @@ pub struct AdminApi {
     auth: Arc<dyn AdminAuth>,
     metrics_access: MetricsAccess,
     known_providers: Option<KnownProviders>,
+    /// More routes (with their state applied) behind the same admin check.
+    protected: Vec<Router>,
 }
 
 pub(crate) struct AdminState {
@@ -87,7 +90,14 @@ impl AdminApi {
             auth: Arc::new(auth),
             metrics_access: MetricsAccess::default(),
             known_providers: None,
+            protected: Vec::new(),
         }
+    }
+
+    /// Adds routes that need the admin credential, e.g. [`budgets::router`].
+    pub fn protect(mut self, routes: Router) -> Self {
+        self.protected.push(routes);
+        self
     }
 
     pub fn metrics_access(mut self, access: MetricsAccess) -> Self {
@@ -115,6 +125,14 @@ impl AdminApi {
                 Arc::clone(&self.auth),
                 require,
             ));
+        let mut extra = Router::new();
+        for r in self.protected {
+            extra = extra.merge(r);
+        }
+        let extra = extra.route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&self.auth),
+            require,
+        ));
         let metrics = Router::new().route("/metrics", get(api::metrics));
         let metrics = match self.metrics_access {
             MetricsAccess::Public => metrics,
@@ -132,6 +150,7 @@ impl AdminApi {
             .fallback(api::not_found)
             .method_not_allowed_fallback(api::method_not_allowed)
             .with_state(state)
+            .merge(extra)
     }
 }
 

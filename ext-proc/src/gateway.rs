@@ -14,13 +14,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug)]
 pub struct Gateway {
     pub config: GatewayConfig,
     pub secrets: Arc<SecretStore>,
     pub api_keys: ArcSwap<ApiKeys>,
     pub oidc: Oidc,
     pub budgets: Budgets,
+    records: std::sync::OnceLock<crate::store::sink::RecordSink>,
     /// Each provider's prices: the built-in catalog plus its `models` overrides.
     pricing: HashMap<String, Catalog>,
     /// Signers of the enabled Bedrock providers, by provider name.
@@ -93,6 +93,7 @@ impl Gateway {
             api_keys: ArcSwap::from_pointee(keys),
             oidc,
             budgets,
+            records: std::sync::OnceLock::new(),
             pricing,
             bedrock,
             sources,
@@ -170,7 +171,14 @@ impl Gateway {
 
     /// Queues a usage record for the store; never blocks.
     pub fn submit(&self, record: crate::record::UsageRecord) {
-        tracing::debug!(?record, "usage record");
+        if let Some(sink) = self.records.get() {
+            sink.submit(record);
+        }
+    }
+
+    /// Connects the record sink (once, at start-up).
+    pub fn set_records(&self, sink: crate::store::sink::RecordSink) {
+        let _ = self.records.set(sink);
     }
 
     /// Re-reads the secret store; on change, swaps in the new snapshot and API keys.

@@ -4,14 +4,18 @@
 //! wasm filter routed to a provider; the sidecar answers it:
 //!
 //! - [`server`]: the gRPC service; one [`exchange::Exchange`] per stream.
-//! - [`exchange`]: the request's phases, top to bottom: handoff from the filter, [`auth`],
-//!   then [`providers`] (the upstream credential from [`secrets`]).
-//! - [`gateway`]: shared state (config, secret store, API keys) and its refresh.
+//! - [`exchange`]: the request's phases, top to bottom: handoff from the filter, [`auth`]
+//!   and access, [`budgets`] (reserve), [`providers`] (the upstream credential from
+//!   [`secrets`], or a SigV4 signature), then [`accounting`] along the response ([`usage`]
+//!   extraction, [`pricing`]) into a [`record`].
+//! - [`store`]: records written off the request path (SQLite); [`admin`] serves the usage
+//!   API and [`metrics`] on the admin port.
+//! - [`gateway`]: shared state (config, secret store, API keys, budgets) and its refresh.
 //! - [`config_file`]: reads the filter's plugin configuration out of the Envoy YAML.
 //! - [`settings`]: the command-line flags.
 
-pub mod admin;
 pub mod accounting;
+pub mod admin;
 pub mod auth;
 pub mod budgets;
 pub mod config_file;
@@ -51,6 +55,8 @@ pub enum RunError {
     },
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("usage store {path}: {reason}")]
+    Store { path: String, reason: String },
 }
 
 /// Loads and validates everything, then serves until SIGTERM/SIGINT.
@@ -62,6 +68,25 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     };
     let gateway = Arc::new(Gateway::start(config, sources).await?);
     gateway.spawn_refresh(Duration::from_millis(settings.secrets_refresh_ms.max(50)));
+
+    // Usage records: a SQLite store fed by a writer thread; metrics follow the records.
+    let store_err = |reason: String| RunError::Store {
+        path: settings.store.display().to_string(),
+        reason,
+    };
+    let store: Arc<dyn store::UsageStore> = Arc::new(
+        store::sqlite::SqliteStore::open(&settings.store, Default::default())
+            .map_err(|e| store_err(e.to_string()))?,
+    );
+    preload_budgets(&gateway, store.as_ref());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let sink =
+        store::RecordSink::start(Arc::clone(&store), Arc::clone(&metrics), Default::default())
+            .map_err(|e| store_err(e.to_string()))?;
+    gateway.set_records(sink.clone());
+    if settings.admin_listen != "off" {
+        serve_admin(&settings, &gateway, store, metrics).await?;
+    }
 
     let service = ExternalProcessorServer::new(server::Processor::new(Arc::clone(&gateway)))
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
@@ -96,7 +121,103 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             )
             .await?;
     }
-    tracing::info!("stopped");
+    // Every accepted record is committed before the process ends.
+    let report = sink.shutdown(Duration::from_secs(5));
+    tracing::info!(
+        committed = report.stats.committed,
+        dropped = report.stats.dropped,
+        "stopped"
+    );
+    Ok(())
+}
+
+/// Spend already recorded in each agent's current budget window counts against it.
+fn preload_budgets(gw: &Gateway, store: &dyn store::UsageStore) {
+    use aigw_core::config::BudgetWindow;
+    let now_s = store::time::now_ms() / 1000;
+    let b = gw.budgets.config();
+    for window in [
+        BudgetWindow::Daily,
+        BudgetWindow::Weekly,
+        BudgetWindow::Monthly,
+    ] {
+        let uses = b.default.is_some_and(|d| d.window == window)
+            || b.agents.values().any(|a| a.window == window);
+        if !uses {
+            continue;
+        }
+        let (start_s, _) = budgets::window_bounds(window, now_s);
+        let q = store::SeriesQuery {
+            range: store::TimeRange {
+                from_ms: start_s * 1000,
+                to_ms: (now_s + 1) * 1000,
+            },
+            granularity: store::Granularity::Day,
+            group_by: store::GroupBy::Agent,
+            filter: Default::default(),
+        };
+        let points = match store.usage_series(&q) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "recorded spend could not be read; budgets start from zero");
+                return;
+            }
+        };
+        let mut spent: std::collections::HashMap<String, u64> = Default::default();
+        for p in points {
+            if let (Some(agent), Some(c)) = (p.key, p.cost_nanousd) {
+                *spent.entry(agent).or_default() += u64::try_from(c).unwrap_or(u64::MAX);
+            }
+        }
+        for (agent, nanousd) in spent {
+            if b.for_agent(&agent).is_some_and(|x| x.window == window) {
+                gw.budgets.preload(&agent, nanousd, now_s);
+            }
+        }
+    }
+}
+
+/// The admin port: the usage API, metrics, budgets and the dashboard, behind the admin token.
+async fn serve_admin(
+    settings: &Settings,
+    gw: &Arc<Gateway>,
+    store: Arc<dyn store::UsageStore>,
+    metrics: Arc<metrics::Metrics>,
+) -> Result<(), RunError> {
+    let secret_name = settings.admin_token_secret.clone();
+    let token = gw
+        .secrets
+        .snapshot()
+        .get(&secret_name)
+        .map(|v| v.expose().to_string());
+    let names: Vec<String> = gw.config.providers.iter().map(|p| p.name.clone()).collect();
+    let api = match token.as_deref().map(admin::BearerToken::new) {
+        Some(Ok(t)) => admin::AdminApi::new(store, metrics, t),
+        _ => {
+            tracing::warn!(secret = %secret_name, "no admin token in the secret store: the admin API refuses every request");
+            admin::AdminApi::new(store, metrics, |_: &axum::http::HeaderMap| {
+                Err(admin::Denied::Forbidden(
+                    "the admin token is not configured".into(),
+                ))
+            })
+        }
+    };
+    let router = api
+        .known_providers(Arc::new(move || names.clone()))
+        .protect(admin::budgets::router(Arc::clone(gw)))
+        .router();
+    let listener = tokio::net::TcpListener::bind(&settings.admin_listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: settings.admin_listen.clone(),
+            source,
+        })?;
+    tracing::info!("admin API listening on {}", settings.admin_listen);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    });
     Ok(())
 }
 

@@ -31,6 +31,22 @@ pub struct Settings {
     #[arg(long, env = "AIGW_SECRETS_REFRESH_MS", default_value_t = 1000)]
     pub secrets_refresh_ms: u64,
 
+    /// The admin HTTP port: usage API, metrics, dashboard. `off` disables it.
+    #[arg(long, env = "AIGW_ADMIN_LISTEN", default_value = "127.0.0.1:9003")]
+    pub admin_listen: String,
+
+    /// The secret holding the admin API's bearer token. Without it only /healthz answers.
+    #[arg(
+        long,
+        env = "AIGW_ADMIN_TOKEN_SECRET",
+        default_value = "AIGW_ADMIN_TOKEN"
+    )]
+    pub admin_token_secret: String,
+
+    /// The SQLite file usage records are written to.
+    #[arg(long, env = "AIGW_STORE", default_value = "aigw-usage.db")]
+    pub store: PathBuf,
+
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "AIGW_WORKERS")]
     pub workers: Option<usize>,

@@ -16,6 +16,7 @@ import secrets as _secrets
 import socket
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 ENVOY_YAML = REPO / "envoy" / "envoy.yaml"
 WASM = REPO / "target" / "wasm32-wasip1" / "wasm" / "aigw_filter.wasm"
 SIDECAR = REPO / "target" / "release" / "aigw-ext-proc"
+# The sidecar's admin API token, written into every test gateway's secret store.
+ADMIN_TOKEN_SECRET = "AIGW_ADMIN_TOKEN"
+ADMIN_TOKEN = "test-admin-token"
 
 # The gateway key secret every standard test gateway uses.
 GATEWAY_KEY_SECRET = "AIGW_TEST_API_KEY"
@@ -248,6 +252,7 @@ class Gateway:
         self.host = "127.0.0.1"
         self.port: int | None = None
         self.admin_port: int | None = None
+        self.sidecar_admin_port: int | None = None
 
     # -- lifecycle
 
@@ -255,6 +260,7 @@ class Gateway:
         _live.append(self)
         try:
             self.secrets_dir.mkdir(parents=True, exist_ok=True)
+            self.set_secret(ADMIN_TOKEN_SECRET, ADMIN_TOKEN)
             for k, v in self.initial_secrets.items():
                 self.set_secret(k, v)
             if self.with_sidecar:
@@ -280,8 +286,10 @@ class Gateway:
         for attempt in range(3):  # the picked port may be taken meanwhile: pick another
             self._write_config(free_port())
             env = sidecar_environment(self.sidecar_env)
+            self.sidecar_admin_port = free_port()
             self.sidecar = start_sidecar(self.yaml_path, self.sidecar_port, self.secrets_dir, self.workdir,
-                                         name=f"sidecar{attempt or ''}", extra_args=self.sidecar_args, env=env)
+                                         name=f"sidecar{attempt or ''}", extra_args=self.sidecar_args, env=env,
+                                         admin_port=self.sidecar_admin_port)
             try:
                 wait_sidecar_ready(self.sidecar, self.sidecar_port, self.start_timeout)
                 return
@@ -347,6 +355,17 @@ class Gateway:
         assert self.tls_port, "gateway started without tls_listener"
         return f"https://localhost:{self.tls_port}/llm/v1/providers/{provider}"
 
+    def sidecar_admin(self, path: str, token: str | None = ADMIN_TOKEN, timeout: float = 5.0) -> tuple[int, bytes, dict]:
+        """GET on the sidecar's admin API: (status, body, headers)."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.sidecar_admin_port}{path}")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), dict(e.headers)
+
     def admin_get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=timeout) as r:
@@ -396,9 +415,13 @@ class Gateway:
 
 
 def start_sidecar(config: Path, port: int, secrets_dir: Path, log_dir: Path, *, name: str = "sidecar",
-                  extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> Managed:
+                  extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+                  admin_port: int | None = None) -> Managed:
+    """The sidecar, with its usage store in `log_dir` and its admin API on `admin_port`
+    (off when None)."""
+    admin = f"127.0.0.1:{admin_port}" if admin_port else "off"
     argv = [SIDECAR, "--config", config, "--listen", f"127.0.0.1:{port}", "--secrets-dir", secrets_dir,
-            *(extra_args or [])]
+            "--store", log_dir / "usage.db", "--admin-listen", admin, *(extra_args or [])]
     e = sidecar_environment() if env is None else dict(env)
     e.setdefault("RUST_BACKTRACE", "1")
     e.setdefault("NO_COLOR", "1")

@@ -35,10 +35,10 @@ impl ApiError {
             Self::Denied(Denied::Missing) => ErrorKind::MissingCredential,
             Self::Denied(Denied::Invalid) => ErrorKind::InvalidCredential,
             Self::Denied(Denied::Forbidden(_)) => ErrorKind::AccessDenied,
-            Self::BadQuery(_) | Self::NotFound(_) | Self::MethodNotAllowed => {
-                ErrorKind::InvalidPath
-            }
-            Self::Store(_) | Self::Task(_) => ErrorKind::Misconfigured,
+            Self::BadQuery(_) => ErrorKind::InvalidQuery,
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::MethodNotAllowed => ErrorKind::MethodNotAllowed,
+            Self::Store(_) | Self::Task(_) => ErrorKind::StoreUnavailable,
         }
     }
 
