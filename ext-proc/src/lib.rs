@@ -166,7 +166,7 @@ fn preload_budgets(gw: &Gateway, store: &dyn store::UsageStore) {
         let mut spent: std::collections::HashMap<String, u64> = Default::default();
         for p in points {
             if let (Some(agent), Some(c)) = (p.key, p.cost_nanousd) {
-                *spent.entry(agent).or_default() += u64::try_from(c).unwrap_or(u64::MAX);
+                *spent.entry(agent).or_default() += c;
             }
         }
         for (agent, nanousd) in spent {
