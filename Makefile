@@ -62,4 +62,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) .wasm-target.stamp .run
+	rm -rf $(VENV) .wasm-target.stamp .run examples/idp/node_modules

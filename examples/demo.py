@@ -31,6 +31,8 @@ ENVOY = ROOT / ".venv/lib/python3.11/site-packages/envoy/_bin/envoy"
 SIDECAR = ROOT / "target/release/aigw-ext-proc"
 GATEWAY = "http://127.0.0.1:8080"
 DEMO_KEY = "aigw-demo-key"
+ADMIN_TOKEN = "aigw-demo-admin"
+ADMIN = "http://127.0.0.1:9003"
 IDP_DIR = ROOT / "examples/idp"
 ISSUER = "http://127.0.0.1:9200"
 
@@ -114,6 +116,7 @@ def streamed_round_trip() -> None:
 def main() -> None:
     (RUN / "secrets").mkdir(parents=True, exist_ok=True)
     (RUN / "secrets/AIGW_DEMO_API_KEY").write_text(DEMO_KEY)
+    (RUN / "secrets/AIGW_ADMIN_TOKEN").write_text(ADMIN_TOKEN)
     with_idp = idp_available()
     config = demo_config(with_idp)
     procs: list[subprocess.Popen] = []
@@ -147,7 +150,8 @@ def main() -> None:
     sidecar = start(
         "sidecar",
         [SIDECAR, "--config", config, "--listen", "127.0.0.1:9002",
-         "--secrets-dir", RUN / "secrets", "--secrets-env"],
+         "--secrets-dir", RUN / "secrets", "--secrets-env",
+         "--store", RUN / "usage.db", "--admin-listen", "127.0.0.1:9003"],
     )
     wait_port(9002, "sidecar", sidecar)
     envoy = start("envoy", [ENVOY, "-c", config, "--concurrency", "2", "--log-level", "warn"])
@@ -155,6 +159,7 @@ def main() -> None:
 
     print(f"Gateway:   {GATEWAY}/llm/v1/providers/<name>   (Envoy admin http://127.0.0.1:9901)")
     print(f"API key:   {DEMO_KEY}")
+    print(f"Dashboard: {ADMIN}/   admin token: {ADMIN_TOKEN}   (usage API {ADMIN}/api/v1/...)")
     if with_idp:
         print(f"OIDC:      issuer {ISSUER}, client demo-app / demo-secret (client-credentials grant)")
     else:

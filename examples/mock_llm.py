@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 DEFAULT_MODEL = "demo-model"
 CANNED_ANSWER = (
     "Hello! I am the gateway's offline demo model. Your request went through Envoy, "
-    "the aigw filter and the sidecar, which swapped your gateway key for the provider's."
+    "the aigw filter and the sidecar, which checked your gateway key and recorded the usage."
 )
 
 
