@@ -6,6 +6,7 @@
 //! dropped unsettled (upstream failed, client gone before any usage) is released. Windows are
 //! UTC days, ISO weeks (Monday) and calendar months; a new window starts from zero.
 
+use crate::store::time::{civil_from_days, days_from_civil};
 use aigw_core::config::{Budget, BudgetWindow, BudgetsConfig};
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -254,36 +255,7 @@ pub fn window_bounds(window: BudgetWindow, now_s: i64) -> (i64, i64) {
 
 /// Unix seconds as `2026-12-02T00:00:00Z`.
 pub fn rfc3339(s: i64) -> String {
-    let (y, m, d) = civil_from_days(s.div_euclid(86_400));
-    let t = s.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
-}
-
-// Howard Hinnant's civil-date algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    crate::store::time::format_rfc3339(s.saturating_mul(1000))
 }
 
 #[cfg(test)]

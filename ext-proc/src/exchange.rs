@@ -18,6 +18,7 @@ use crate::budgets::{Decision, Reservation};
 use crate::gateway::Gateway;
 use crate::providers::bedrock::Pending;
 use crate::providers::{self, Mutation, Upstream};
+use crate::store::csv::nanousd_to_usd as usd;
 use crate::usage::ApiFormat;
 use aigw_core::handoff::{Route, CREDENTIAL_ATTRIBUTE, ROUTE_ATTRIBUTE};
 use aigw_core::{ErrorKind, GatewayError, ProviderKind};
@@ -400,12 +401,6 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// nano-USD as a decimal USD string, exactly.
-fn usd(nanousd: u64) -> String {
-    let s = format!("{}.{:09}", nanousd / 1_000_000_000, nanousd % 1_000_000_000);
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// A provider's `models` list, if it has one, must name the model.

@@ -892,21 +892,13 @@ impl Day {
         Day::from_unix_days((secs / 86_400) as i64)
     }
 
-    /// The day `days` after 1970-01-01 (H. Hinnant's `civil_from_days`).
+    /// The day `days` after 1970-01-01.
     pub fn from_unix_days(days: i64) -> Day {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = crate::store::time::civil_from_days(days);
         Day {
             year: year.clamp(0, 9999) as u16,
-            month,
-            day,
+            month: month as u8,
+            day: day as u8,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::budgets::rfc3339;
 use crate::gateway::Gateway;
+use crate::store::csv::nanousd_to_usd as usd;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -65,12 +66,4 @@ async fn list(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
         .collect();
     let body = serde_json::to_vec(&Budgets { budgets }).unwrap_or_default();
     ([(CONTENT_TYPE, "application/json")], body)
-}
-
-/// Exact decimal USD with at least two decimals.
-fn usd(nanousd: u64) -> String {
-    let whole = nanousd / 1_000_000_000;
-    let frac = format!("{:09}", nanousd % 1_000_000_000);
-    let frac = frac.trim_end_matches('0');
-    format!("{whole}.{frac:0<2}")
 }
