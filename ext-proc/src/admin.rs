@@ -8,6 +8,7 @@
 //! | `GET /api/v1/usage/series?from=&to=&granularity=&group_by=&provider=&model=&user=&agent=` | admin | JSON series |
 //! | `GET /api/v1/usage/series.csv?…` | admin | the same points as CSV |
 //! | `GET /api/v1/usage/records.csv?from=&to=&limit=` | admin | raw records as CSV |
+//! | `GET /`, `GET /api/v1/providers`, `POST /api/v1/providers/{name}/test` | see [`dashboard`] | the operator dashboard |
 //!
 //! Times are RFC 3339 or `YYYY-MM-DD` (UTC midnight); ranges are `[from, to)`, `to`
 //! defaulting to now and `from` to 7 days before `to`. Costs are integer `cost_nanousd`
@@ -22,6 +23,7 @@
 mod api;
 pub mod auth;
 pub mod budgets;
+pub mod dashboard;
 mod error;
 mod query;
 
@@ -126,13 +128,17 @@ impl AdminApi {
                 require,
             ));
         let mut extra = Router::new();
+        // axum panics on a `route_layer` over no routes.
+        let any_protected = !self.protected.is_empty();
         for r in self.protected {
             extra = extra.merge(r);
         }
-        let extra = extra.route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&self.auth),
-            require,
-        ));
+        if any_protected {
+            extra = extra.route_layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&self.auth),
+                require,
+            ));
+        }
         let metrics = Router::new().route("/metrics", get(api::metrics));
         let metrics = match self.metrics_access {
             MetricsAccess::Public => metrics,
@@ -151,6 +157,7 @@ impl AdminApi {
             .method_not_allowed_fallback(api::method_not_allowed)
             .with_state(state)
             .merge(extra)
+            .merge(dashboard::shell())
     }
 }
 
