@@ -205,6 +205,7 @@ async fn serve_admin(
     let router = api
         .known_providers(Arc::new(move || names.clone()))
         .protect(admin::budgets::router(Arc::clone(gw)))
+        .protect(admin::dashboard::router(Arc::clone(gw)))
         .router();
     let listener = tokio::net::TcpListener::bind(&settings.admin_listen)
         .await
