@@ -26,6 +26,14 @@ each frame its own HTTP chunk, flushed (send times in `Recorded.chunk_times`, th
 in `Recorded.sent_frames`). `fail_with(status, error_type, message)` answers the next request
 with an error; `stream_exception = (type, message, after_frames)` ends a stream with an
 in-stream exception frame.
+
+Usage (accounting tests; reset per test): `usage` replaces the Converse `TokenUsage` of
+converse and the converse-stream `metadata` event; `invoke_usage` replaces the Anthropic
+`usage` of invoke (body, plus the `x-amzn-bedrock-*-token-count` headers) and of the invoke
+stream (`message_start` gets the input and cache fields, `message_delta` the output count,
+`amazon-bedrock-invocationMetrics` the input and output counts). `invoke_usage = {}`: an invoke
+body without `usage` (a model with its own counts, like Llama's), the headers still there.
+`response_delay`: seconds to wait before answering.
 """
 
 from __future__ import annotations
@@ -140,7 +148,7 @@ def _json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def converse_stream_frames(n: int, in_tokens: int) -> list[bytes]:
+def converse_stream_frames(n: int, in_tokens: int, usage: dict | None = None) -> list[bytes]:
     ps = pieces(n)
     f = eventstream.event_frame
     frames = [f("messageStart", _json({"p": _padding(0), "role": "assistant"}))]
@@ -154,29 +162,39 @@ def converse_stream_frames(n: int, in_tokens: int) -> list[bytes]:
         f("metadata", _json({
             "metrics": {"latencyMs": 42},
             "p": _padding(n + 3),
-            "usage": {"inputTokens": in_tokens, "outputTokens": n, "totalTokens": in_tokens + n},
+            "usage": usage if usage is not None else
+            {"inputTokens": in_tokens, "outputTokens": n, "totalTokens": in_tokens + n},
         })),
     ]
     return frames
 
 
-def invoke_stream_inner(n: int, in_tokens: int, model: str) -> list[dict]:
+def invoke_stream_inner(n: int, in_tokens: int, model: str, usage: dict | None = None) -> list[dict]:
     """The Anthropic-messages events Bedrock wraps in `chunk` frames."""
     ps = pieces(n)
+    start_usage: dict = {"input_tokens": in_tokens, "output_tokens": 1}
+    delta_usage: dict = {"output_tokens": n}
+    out_tokens = n
+    if usage is not None:
+        start_usage = {k: v for k, v in usage.items() if k != "output_tokens"}
+        start_usage["output_tokens"] = 1
+        delta_usage = {"output_tokens": usage.get("output_tokens", n)}
+        in_tokens, out_tokens = usage.get("input_tokens", in_tokens), usage.get("output_tokens", n)
     events: list[dict] = [
         {"type": "message_start", "message": {
             "id": "msg_bdrk_" + uuid.uuid4().hex[:20], "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": in_tokens, "output_tokens": 1}}},
+            "usage": start_usage}},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
     ]
     events += [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}} for p in ps]
     events += [
         {"type": "content_block_stop", "index": 0},
         {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-         "usage": {"output_tokens": n}},
+         "usage": delta_usage},
         {"type": "message_stop", "amazon-bedrock-invocationMetrics": {
-            "inputTokenCount": in_tokens, "outputTokenCount": n, "invocationLatency": 42, "firstByteLatency": 7}},
+            "inputTokenCount": in_tokens, "outputTokenCount": out_tokens, "invocationLatency": 42,
+            "firstByteLatency": 7}},
     ]
     return events
 
@@ -209,6 +227,8 @@ class _Handler(mock_llm.JSONHandler):
                              "list-async-invokes" if self.command == "GET" else "start-async-invoke")
         mock._record(rec)
         try:
+            if mock.response_delay:
+                time.sleep(mock.response_delay)
             if not v.ok and mock.verify_signatures:
                 self._aws_error(rec, v.status, v.error_type or "InvalidSignatureException", v.message or "")
                 return
@@ -251,12 +271,12 @@ class _Handler(mock_llm.JSONHandler):
             self._converse(mock, rec, req)
         elif op == "converse-stream":
             n = mock.stream_chunks
-            self._stream(mock, rec, converse_stream_frames(n, converse_input_tokens(req)), {})
+            self._stream(mock, rec, converse_stream_frames(n, converse_input_tokens(req), mock.usage), {})
         elif op == "invoke":
             self._invoke(mock, rec, req)
         elif op == "invoke-with-response-stream":
             n = mock.stream_chunks
-            inner = invoke_stream_inner(n, invoke_input_tokens(req), rec.model_id_decoded or "")
+            inner = invoke_stream_inner(n, invoke_input_tokens(req), rec.model_id_decoded or "", mock.invoke_usage)
             self._stream(mock, rec, [chunk_frame(e) for e in inner],
                          {"X-Amzn-Bedrock-Content-Type": "application/json"})
         elif op == "count-tokens":
@@ -295,12 +315,17 @@ class _Handler(mock_llm.JSONHandler):
         self._ok_json(rec, {
             "output": {"message": {"role": "assistant", "content": [{"text": mock.answer}]}},
             "stopReason": "end_turn",
-            "usage": {"inputTokens": tin, "outputTokens": tout, "totalTokens": tin + tout},
+            "usage": mock.usage if mock.usage is not None else
+            {"inputTokens": tin, "outputTokens": tout, "totalTokens": tin + tout},
             "metrics": {"latencyMs": 42},
         })
 
     def _invoke(self, mock: "MockBedrock", rec: BedrockRequest, req: dict) -> None:
         tin, tout = invoke_input_tokens(req), mock_llm.count_tokens(mock.answer)
+        usage = {"input_tokens": tin, "output_tokens": tout}
+        if mock.invoke_usage is not None:
+            usage = mock.invoke_usage
+            tin, tout = usage.get("input_tokens", tin), usage.get("output_tokens", tout)
         self._ok_json(rec, {
             "id": "msg_bdrk_" + uuid.uuid4().hex[:20],
             "type": "message",
@@ -309,7 +334,7 @@ class _Handler(mock_llm.JSONHandler):
             "content": [{"type": "text", "text": mock.answer}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": tin, "output_tokens": tout},
+            **({"usage": usage} if usage else {}),
         }, {
             "x-amzn-bedrock-input-token-count": str(tin),
             "x-amzn-bedrock-output-token-count": str(tout),
@@ -362,6 +387,9 @@ class MockBedrock:
         self.frame_delay = 0.0
         self.stream_exception: tuple[str, str, int] | None = None
         self.verify_signatures = True
+        self.usage: dict | None = None
+        self.invoke_usage: dict | None = None
+        self.response_delay = 0.0
         self._lock = threading.Lock()
         self._requests: list[BedrockRequest] = []
         self._errors: list[tuple[int, str, str]] = []
@@ -423,6 +451,9 @@ class MockBedrock:
         self.stream_exception = None
         self.verify_signatures = True
         self.region = "us-east-1"
+        self.usage = None
+        self.invoke_usage = None
+        self.response_delay = 0.0
 
     def fail_with(self, status: int, error_type: str, message: str, count: int = 1) -> None:
         """Answer the next `count` verified requests with an AWS error."""

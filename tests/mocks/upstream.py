@@ -22,6 +22,18 @@ of every chunk is recorded (`Recorded.chunk_times`, `time.monotonic()`), so a te
 them with its own receive times.
 
 Errors: `fail_with(status, body)` answers the next requests with that status and body.
+
+Usage (for the accounting tests), mock settings reset per test:
+- `usage`: the provider-shaped usage object to report instead of the computed one (OpenAI
+  chat/Responses/embeddings `usage`, Anthropic `usage`, Gemini `usageMetadata`). Streams
+  carry it where the provider does: OpenAI chat in the `include_usage` chunk, Responses in
+  `response.completed`, Anthropic split over `message_start` (input and cache fields,
+  `output_tokens: 1`) and `message_delta` (the cumulative `output_tokens`), Gemini on the
+  last chunk (earlier chunks carry partial, cumulative counts).
+- `response_model`: the model the answer names (default: the one asked for).
+- `omit_usage`: answer without any usage (a compatible server that reports none; an OpenAI
+  chat stream then has no usage chunk even when asked).
+- `response_delay`: seconds to wait before answering (requests in flight together).
 """
 
 from __future__ import annotations
@@ -165,6 +177,8 @@ class _Handler(mock_llm.JSONHandler):
         )
         mock._record(rec)
         try:
+            if mock.response_delay:
+                time.sleep(mock.response_delay)
             err = mock._take_error()
             if err is not None:
                 self.send_json(err.status, err.body, err.headers)
@@ -189,7 +203,7 @@ class _Handler(mock_llm.JSONHandler):
         elif rec.method == "POST" and path.endswith("/embeddings"):
             self._openai_embeddings(mock, req)
         elif rec.method == "POST" and path.endswith("/responses"):
-            self._openai_responses(mock, req)
+            self._openai_responses(mock, rec, req)
         elif rec.method == "POST" and path.endswith("/v1/messages"):
             self._anthropic_messages(mock, rec, req)
         elif rec.method == "POST" and re.search(r"/models/[^/]+:(stream)?[gG]enerateContent$", path):
@@ -228,13 +242,32 @@ class _Handler(mock_llm.JSONHandler):
 
     def _openai_chat(self, mock: "MockUpstream", rec: Recorded, req: dict) -> None:
         model = str(req.get("model") or "mock-model")
+        answered = mock.response_model or model
         prompt_tokens = mock_llm.count_tokens(mock_llm.prompt_text(req.get("messages")))
         if not req.get("stream"):
-            self.send_json(200, mock_llm.chat_completion(model, mock.answer, prompt_tokens), self._extra(mock))
+            body = mock_llm.chat_completion(answered, mock.answer, prompt_tokens)
+            if mock.omit_usage:
+                body.pop("usage", None)
+            elif mock.usage is not None:
+                body["usage"] = mock.usage
+            self.send_json(200, body, self._extra(mock))
             return
         n, delay = self._stream_plan(mock, model)
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
-        payloads = mock_llm.chat_stream_events(model, _pieces(n), prompt_tokens, include_usage)
+        payloads = mock_llm.chat_stream_events(answered, _pieces(n), prompt_tokens, include_usage)
+        if include_usage and (mock.omit_usage or mock.usage is not None):
+            out: list = []
+            for p in payloads:
+                usage_chunk = isinstance(p, dict) and p.get("choices") == []
+                if mock.omit_usage:
+                    if usage_chunk:
+                        continue
+                    if isinstance(p, dict):
+                        p.pop("usage", None)
+                elif usage_chunk:
+                    p["usage"] = mock.usage
+                out.append(p)
+            payloads = out
         events = [mock_llm.sse_data(p) for p in payloads]
         self._send_stream(rec, events, set(range(1, n + 1)), delay)
 
@@ -242,61 +275,111 @@ class _Handler(mock_llm.JSONHandler):
         inputs = req.get("input")
         inputs = inputs if isinstance(inputs, list) else [inputs]
         tokens = sum(mock_llm.count_tokens(str(i)) for i in inputs)
-        self.send_json(
-            200,
-            {
-                "object": "list",
-                "data": [
-                    {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, float(i)]}
-                    for i in range(len(inputs))
-                ],
-                "model": req.get("model") or "mock-embedding",
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            },
-            self._extra(mock),
-        )
+        body = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3, float(i)]}
+                for i in range(len(inputs))
+            ],
+            "model": mock.response_model or req.get("model") or "mock-embedding",
+            "usage": mock.usage if mock.usage is not None else {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        if mock.omit_usage:
+            del body["usage"]
+        self.send_json(200, body, self._extra(mock))
 
-    def _openai_responses(self, mock: "MockUpstream", req: dict) -> None:
+    def _openai_responses(self, mock: "MockUpstream", rec: Recorded, req: dict) -> None:
         text = req.get("input")
         in_tokens = mock_llm.count_tokens(text if isinstance(text, str) else json.dumps(text))
-        out_tokens = mock_llm.count_tokens(mock.answer)
-        self.send_json(
-            200,
-            {
-                "id": mock_llm.new_id("resp_"),
+        model = str(req.get("model") or "mock-model")
+        stream = bool(req.get("stream"))
+        n, delay = self._stream_plan(mock, model)
+        answer = joined_pieces(n) if stream else mock.answer
+        out_tokens = mock_llm.count_tokens(answer)
+        usage = mock.usage if mock.usage is not None else {
+            "input_tokens": in_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": out_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": in_tokens + out_tokens,
+        }
+        rid, mid = mock_llm.new_id("resp_"), mock_llm.new_id("msg_")
+
+        def response(status: str, content: list, with_usage: bool) -> dict:
+            r = {
+                "id": rid,
                 "object": "response",
                 "created_at": int(time.time()),
-                "status": "completed",
-                "model": req.get("model") or "mock-model",
+                "status": status,
+                "model": mock.response_model or req.get("model") or "mock-model",
                 "output": [
                     {
                         "type": "message",
-                        "id": mock_llm.new_id("msg_"),
-                        "status": "completed",
+                        "id": mid,
+                        "status": status,
                         "role": "assistant",
-                        "content": [{"type": "output_text", "text": mock.answer, "annotations": []}],
+                        "content": content,
                     }
-                ],
+                ] if content else [],
                 "parallel_tool_calls": True,
                 "tool_choice": "auto",
                 "tools": [],
-                "usage": {
-                    "input_tokens": in_tokens,
-                    "input_tokens_details": {"cached_tokens": 0},
-                    "output_tokens": out_tokens,
-                    "output_tokens_details": {"reasoning_tokens": 0},
-                    "total_tokens": in_tokens + out_tokens,
-                },
-            },
-            self._extra(mock),
-        )
+                "usage": usage if with_usage and not mock.omit_usage else None,
+            }
+            if not with_usage or mock.omit_usage:
+                r.pop("usage")
+            return r
+
+        done_part = {"type": "output_text", "text": answer, "annotations": []}
+        if not stream:
+            self.send_json(200, response("completed", [done_part], True), self._extra(mock))
+            return
+        ev = mock_llm.sse_event
+        seq = iter(range(10_000))
+        item = {"type": "message", "id": mid, "status": "in_progress", "role": "assistant", "content": []}
+        events = [
+            ev("response.created", {"type": "response.created", "sequence_number": next(seq),
+                                    "response": response("in_progress", [], False)}),
+            ev("response.output_item.added", {"type": "response.output_item.added", "sequence_number": next(seq),
+                                              "output_index": 0, "item": item}),
+            ev("response.content_part.added", {"type": "response.content_part.added", "sequence_number": next(seq),
+                                               "item_id": mid, "output_index": 0, "content_index": 0,
+                                               "part": {"type": "output_text", "text": "", "annotations": []}}),
+        ]
+        events += [
+            ev("response.output_text.delta", {"type": "response.output_text.delta", "sequence_number": next(seq),
+                                              "item_id": mid, "output_index": 0, "content_index": 0, "delta": p,
+                                              "logprobs": []})
+            for p in _pieces(n)
+        ]
+        events += [
+            ev("response.output_text.done", {"type": "response.output_text.done", "sequence_number": next(seq),
+                                             "item_id": mid, "output_index": 0, "content_index": 0, "text": answer,
+                                             "logprobs": []}),
+            ev("response.content_part.done", {"type": "response.content_part.done", "sequence_number": next(seq),
+                                              "item_id": mid, "output_index": 0, "content_index": 0,
+                                              "part": done_part}),
+            ev("response.output_item.done", {"type": "response.output_item.done", "sequence_number": next(seq),
+                                             "output_index": 0,
+                                             "item": {**item, "status": "completed", "content": [done_part]}}),
+            ev("response.completed", {"type": "response.completed", "sequence_number": next(seq),
+                                      "response": response("completed", [done_part], True)}),
+        ]
+        self._send_stream(rec, events, set(range(3, 3 + n)), delay)
 
     # -- Anthropic
 
     def _anthropic_messages(self, mock: "MockUpstream", rec: Recorded, req: dict) -> None:
         model = str(req.get("model") or "claude-mock")
+        answered = mock.response_model or model
         in_tokens = max(mock_llm.count_tokens(mock_llm.prompt_text(req.get("messages"))), 1)
         mid = mock_llm.new_id("msg_")
+        usage = mock.usage if mock.usage is not None else {
+            "input_tokens": in_tokens,
+            "output_tokens": mock_llm.count_tokens(mock.answer),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
         if not req.get("stream"):
             self.send_json(
                 200,
@@ -304,16 +387,11 @@ class _Handler(mock_llm.JSONHandler):
                     "id": mid,
                     "type": "message",
                     "role": "assistant",
-                    "model": model,
+                    "model": answered,
                     "content": [{"type": "text", "text": mock.answer}],
                     "stop_reason": "end_turn",
                     "stop_sequence": None,
-                    "usage": {
-                        "input_tokens": in_tokens,
-                        "output_tokens": mock_llm.count_tokens(mock.answer),
-                        "cache_creation_input_tokens": 0,
-                        "cache_read_input_tokens": 0,
-                    },
+                    **({} if mock.omit_usage else {"usage": usage}),
                 },
                 {"request-id": mock_llm.new_id("req_"), **self._extra(mock)},
             )
@@ -321,14 +399,23 @@ class _Handler(mock_llm.JSONHandler):
         n, delay = self._stream_plan(mock, model)
         pieces = _pieces(n)
         ev = mock_llm.sse_event
+        if mock.usage is not None:
+            # message_start: input and cache fields, a small initial output count;
+            # message_delta: the cumulative output count (and its details).
+            start_usage = {k: v for k, v in mock.usage.items() if k not in ("output_tokens", "output_tokens_details")}
+            start_usage["output_tokens"] = 1
+            delta_usage = {k: v for k, v in mock.usage.items() if k in ("output_tokens", "output_tokens_details")}
+        else:
+            start_usage = {"input_tokens": in_tokens, "output_tokens": 1,
+                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+            delta_usage = {"output_tokens": len(pieces)}
         events = [
             ev("message_start", {
                 "type": "message_start",
                 "message": {
-                    "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+                    "id": mid, "type": "message", "role": "assistant", "model": answered, "content": [],
                     "stop_reason": None, "stop_sequence": None,
-                    "usage": {"input_tokens": in_tokens, "output_tokens": 1,
-                              "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+                    "usage": start_usage,
                 },
             }),
             ev("content_block_start", {"type": "content_block_start", "index": 0,
@@ -343,7 +430,7 @@ class _Handler(mock_llm.JSONHandler):
             ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
             ev("message_delta", {"type": "message_delta",
                                  "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                 "usage": {"output_tokens": len(pieces)}}),
+                                 "usage": delta_usage}),
             ev("message_stop", {"type": "message_stop"}),
         ]
         self._send_stream(rec, events, set(range(2, 2 + n)), delay)
@@ -367,16 +454,21 @@ class _Handler(mock_llm.JSONHandler):
             cand: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
             if done:
                 cand["finishReason"] = "STOP"
-            return {
+            r = {
                 "candidates": [cand],
                 "usageMetadata": {
                     "promptTokenCount": p_tokens,
                     "candidatesTokenCount": c_tokens,
                     "totalTokenCount": p_tokens + c_tokens,
                 },
-                "modelVersion": model,
+                "modelVersion": mock.response_model or model,
                 "responseId": mock_llm.new_id("gem-"),
             }
+            if done and mock.usage is not None:
+                r["usageMetadata"] = mock.usage
+            if mock.omit_usage:
+                del r["usageMetadata"]
+            return r
 
         if not stream:
             self.send_json(200, response(mock.answer, True, mock_llm.count_tokens(mock.answer)), self._extra(mock))
@@ -417,6 +509,10 @@ class MockUpstream:
         self.stream_chunks = 3
         self.chunk_delay = 0.0
         self.response_headers: dict[str, str] = {}
+        self.usage: dict | None = None
+        self.response_model: str | None = None
+        self.omit_usage = False
+        self.response_delay = 0.0
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._error: ErrorReply | None = None
@@ -479,6 +575,10 @@ class MockUpstream:
         self.stream_chunks = 3
         self.chunk_delay = 0.0
         self.response_headers = {}
+        self.usage = None
+        self.response_model = None
+        self.omit_usage = False
+        self.response_delay = 0.0
 
     def fail_with(self, status: int, body: object, headers: dict[str, str] | None = None,
                   count: int | None = 1) -> None:
