@@ -35,7 +35,8 @@ STATIC_AWS = {"access_key_id_secret": "BEDROCK_AWS_ACCESS_KEY_ID",
 
 DEFAULT_CAP = 500_000_000  # 0.50 USD
 DEFAULT_MAX_OUTPUT = 1000
-AGENTS = ["tests", "burst", "warn", "vip", "monthly", "probe", "persist", "nousage", "errs", "streamer", "quitter"]
+AGENTS = ["tests", "burst", "warn", "vip", "monthly", "probe", "persist", "nousage", "errs", "streamer", "quitter",
+          "down"]
 KEYS = {a: f"gw-budget-{a}-" + os.urandom(6).hex() for a in AGENTS}
 
 # The burst: 64 identical requests; the cap leaves room for exactly 10 holds.
@@ -58,6 +59,9 @@ def budget_providers(mock, bedrock) -> list[dict]:
         {**provider("bedrock", "bedrock", bedrock.url, region="us-east-1", aws=STATIC_AWS),
          "models": [{"name": BEDROCK_MODEL, **BEDROCK_PRICES}]},
         provider("local", "openai-compatible", f"{mock.url}/v1"),
+        # Nothing listens there.
+        {**provider("house-down", "openai", "http://127.0.0.1:9/v1", "OPENAI_API_KEY"),
+         "models": [{"name": "m", **HOUSE}]},
     ]
 
 
@@ -399,6 +403,16 @@ def test_upstream_error_releases_the_hold(bgw, upstream):
     assert wait_record(bgw, cid)["outcome"] == "upstream_error"
     b = wait_settled(bgw, "errs")
     assert b["spent_nanousd"] == 0 and b["reserved_nanousd"] == 0
+
+
+def test_unreachable_upstream_releases_the_hold(bgw):
+    """Nothing reached a provider (connection refused): nothing was spent."""
+    cid = new_conversation()
+    r = chat(bgw, "down", m_body(100_000), provider_name="house-down", headers=[(CONV, cid)])
+    assert r.status in (502, 503), r
+    rec = wait_record(bgw, cid)
+    b = wait_settled(bgw, "down")
+    assert b["spent_nanousd"] == 0, f"spent {b['spent_nanousd']} on a request no provider received: {rec}"
 
 
 def test_stream_settles_actual_cost(bgw, upstream):

@@ -696,6 +696,22 @@ def test_upstream_error_on_stream(ugw, upstream, claude):
     assert rec["outcome"] == "upstream_error" and rec["status"] == "529", rec
 
 
+def test_upstream_connection_breaks_mid_stream(ugw, upstream, claude):
+    """The provider's connection drops after message_start and two deltas: the record says
+    upstream_error (the client did not go away) and keeps the usage seen."""
+    upstream.usage = CLAUDE_USAGE
+    upstream.stream_chunks, upstream.chunk_delay = 10, 0.05
+    upstream.cut_stream_after = 4
+    cid = new_conversation()
+    with pytest.raises(Exception):
+        list(claude.messages.create(model="claude-sonnet-5-5", max_tokens=64, messages=MESSAGES, stream=True,
+                                    extra_headers={CONV: cid}))
+    rec = wait_record(ugw, cid, timeout=5)
+    assert tokens_of(rec) == expect_tokens(input=50, cache_read=200, cache_write_5m=100, cache_write_1h=200,
+                                           output=1), rec
+    assert rec["outcome"] == "upstream_error", f"outcome {rec['outcome']!r} for a broken upstream stream: {rec}"
+
+
 def test_upstream_unreachable(ugw, keys):
     cid = new_conversation()
     r = ugw.request("POST", f"{PREFIX}/unreachable/v1/chat/completions",
@@ -704,6 +720,7 @@ def test_upstream_unreachable(ugw, keys):
     assert r.status in (502, 503), r
     rec = wait_record(ugw, cid)
     assert rec["outcome"] == "upstream_error", rec
+    assert rec["status"] in ("0", "503"), rec
     assert rec["provider"] == "unreachable"
 
 
@@ -1220,3 +1237,40 @@ def test_metrics_consistent_with_records(ugw, ana_set):
             dur[base(lbl) + (lbl["status"],)] = v
     assert dict(dur) == dict(exp_requests)
     assert ("aigw_records_dropped_total", {}, 0.0) in samples
+
+
+# --------------------------------------------------------------------------- OIDC principals
+
+
+@pytest.mark.timeout(60)
+def test_oidc_principal_user_agent_in_record(tmp_path, _upstream_server, upstream, keys):
+    """OIDC: principal and user are the token's `sub`, agent its client id (`client_id`, else
+    `azp`)."""
+    from harness.idp import IdP, client, idp_missing
+
+    if idp_missing():
+        pytest.skip(idp_missing())
+    s = {n: "cs-" + os.urandom(8).hex() for n in ("agent-x", "app-plain", "azp-only")}
+    idp = IdP(tmp_path / "idp", [client("agent-x", s["agent-x"], claims={"sub": "user-alice"}),
+                                 client("app-plain", s["app-plain"]),
+                                 client("azp-only", s["azp-only"], claims={"client_id": None, "azp": "azp-only"})],
+              alg="RS256", resource_servers=[{"resource": "urn:aigw", "audience": "aigw"}], name="idp-usage").start()
+    gw = Gateway(tmp_path / "gw", [provider("openai", "openai", f"{_upstream_server.url}/v1", "OPENAI_API_KEY")],
+                 keys.secrets(), [{"name": "tests", "secret": GATEWAY_KEY_SECRET}], name="usage-oidc")
+    gw.plugin["oidc"] = [{"issuer": idp.issuer, "audiences": ["aigw"]}]
+    try:
+        gw.start()
+        upstream.usage = CHAT_USAGE
+        for name, (principal, user, agent) in {"agent-x": ("user-alice", "user-alice", "agent-x"),
+                                                "app-plain": ("app-plain", "app-plain", "app-plain"),
+                                                "azp-only": ("azp-only", "azp-only", "azp-only")}.items():
+            token = idp.access_token(name, s[name], resource="urn:aigw")
+            cid = new_conversation()
+            oai_for(gw, token).chat.completions.create(model="gpt-6-luna", messages=MESSAGES,
+                                                       extra_headers={CONV: cid})
+            rec = wait_record(gw, cid)
+            assert (rec["principal"], rec["user"], rec["agent"]) == (principal, user, agent), rec
+            assert rec["cost_nanousd"] == str(chat_cost())
+    finally:
+        gw.stop()
+        idp.stop()

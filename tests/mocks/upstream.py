@@ -34,6 +34,8 @@ Usage (for the accounting tests), mock settings reset per test:
 - `omit_usage`: answer without any usage (a compatible server that reports none; an OpenAI
   chat stream then has no usage chunk even when asked).
 - `response_delay`: seconds to wait before answering (requests in flight together).
+- `cut_stream_after`: a stream breaks after that many events (the connection is closed
+  without the chunked body's end), as when the provider's connection drops.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import socket
 import ssl
 import subprocess
 import threading
@@ -227,7 +230,8 @@ class _Handler(mock_llm.JSONHandler):
 
     def _send_stream(self, rec: Recorded, events: list[bytes], content_idx: set[int], delay: float) -> None:
         """Sends `events`, waiting `delay` before every content event but the first."""
-        out = self.start_sse(200, self._extra(self.server.mock))
+        mock = self.server.mock
+        out = self.start_sse(200, self._extra(mock))
         first = True
         for i, ev in enumerate(events):
             if i in content_idx:
@@ -236,6 +240,10 @@ class _Handler(mock_llm.JSONHandler):
                 first = False
             out.write(ev)
             rec.chunk_times.append(out.sent_at[-1])
+            if mock.cut_stream_after is not None and i + 1 >= mock.cut_stream_after:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
         out.close()
 
     # -- OpenAI
@@ -513,6 +521,7 @@ class MockUpstream:
         self.response_model: str | None = None
         self.omit_usage = False
         self.response_delay = 0.0
+        self.cut_stream_after: int | None = None
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._error: ErrorReply | None = None
@@ -579,6 +588,7 @@ class MockUpstream:
         self.response_model = None
         self.omit_usage = False
         self.response_delay = 0.0
+        self.cut_stream_after = None
 
     def fail_with(self, status: int, body: object, headers: dict[str, str] | None = None,
                   count: int | None = 1) -> None:
