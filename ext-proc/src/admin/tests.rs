@@ -356,7 +356,7 @@ async fn bad_queries_answer_400_in_the_error_shape() {
             "{query}: {}",
             answer.body
         );
-        assert_eq!(answer.error_code(), "invalid_path");
+        assert_eq!(answer.error_code(), "invalid_query");
         let message = answer.json()["error"]["message"]
             .as_str()
             .unwrap()
