@@ -516,10 +516,12 @@ fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
         source = s.source();
     }
     let what = if e.is_timeout() {
-        format!(
-            "no answer from the upstream within {} ms",
-            timeout.as_millis()
-        )
+        let ms = timeout.as_millis();
+        if ms % 1000 == 0 {
+            format!("no answer from the upstream within {} s", ms / 1000)
+        } else {
+            format!("no answer from the upstream within {ms} ms")
+        }
     } else if e.is_connect() {
         "cannot connect to the upstream".to_string()
     } else {

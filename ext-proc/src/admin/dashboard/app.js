@@ -114,8 +114,10 @@ function fmtTime(iso) {
   return iso ? iso.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC") : "—";
 }
 
-function bucketLabel(iso, granularity) {
-  return granularity === "hour" ? iso.slice(11, 16) : iso.slice(5, 10);
+/** Axis labels: `MM-DD` for days; for hours `HH:00`, with the date where a day starts. */
+function bucketLabel(iso, granularity, multiDay) {
+  if (granularity !== "hour") return iso.slice(5, 10);
+  return multiDay ? `${iso.slice(5, 10)} ${iso.slice(11, 16)}` : iso.slice(11, 16);
 }
 
 function relative(iso) {
@@ -241,10 +243,12 @@ async function render() {
   document.getElementById("login").hidden = true;
   document.getElementById("top").hidden = false;
   const { parts, params } = route();
+  const hash = location.hash;
   const page = parts[0] || "home";
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.nav === page);
   const seq = ++renderSeq;
   document.body.dataset.ready = "";
+  delete document.body.dataset.route;
   view.replaceChildren(h("p", { class: "loading" }, "Loading…"));
   const pages = {
     home: () => homePage(),
@@ -259,10 +263,12 @@ async function render() {
     if (seq !== renderSeq) return;
     view.replaceChildren(node);
     window.scrollTo(0, 0);
+    document.body.dataset.route = hash;
     document.body.dataset.ready = name;
   } catch (e) {
     if (e instanceof SignedOut || seq !== renderSeq) return;
     view.replaceChildren(errorBox(e));
+    document.body.dataset.route = hash;
     document.body.dataset.ready = "error";
   }
 }
@@ -289,12 +295,13 @@ function attentionItems(cfg, budgets) {
   const items = [];
   for (const b of budgets.budgets) {
     const warn = b.warn_at_percent ?? 80;
+    const reserved = b.reserved_nanousd > 0 ? ` (+ ${money(b.reserved_usd)} reserved)` : "";
     if (b.used_percent >= 100) {
       items.push({ kind: "bad", label: "over cap", href: "#/budgets",
-        text: `Agent ${b.agent} used ${money(b.spent_usd)} spent + ${money(b.reserved_usd)} reserved of its ${money(b.cap_usd)} ${b.window} budget (${b.used_percent}%)` });
+        text: `Agent ${b.agent} has spent ${money(b.spent_usd)}${reserved} of its ${money(b.cap_usd)} ${b.window} budget (${b.used_percent}%): its requests are refused until ${fmtTime(b.resets_at)}` });
     } else if (b.used_percent >= warn) {
       items.push({ kind: "warn", label: "near cap", href: "#/budgets",
-        text: `Agent ${b.agent} is at ${b.used_percent}% of its ${money(b.cap_usd)} ${b.window} budget (warns at ${warn}%)` });
+        text: `Agent ${b.agent} is at ${b.used_percent}% of its ${money(b.cap_usd)} ${b.window} budget: ${money(b.spent_usd)} spent${reserved}, warns at ${warn}%` });
     }
   }
   for (const p of cfg.providers) {
@@ -346,7 +353,11 @@ async function homePage() {
   const recent = card({ id: "recent" }, h("h2", {}, "Recent requests"), h("p", { class: "loading" }, "Loading…"));
   const page = h("div", {},
     pageHead("Home", "The last 24 hours, in UTC"),
-    attention,
+    h("div", { class: "cols" },
+      attention,
+      card({ id: "home-by-provider" }, h("h2", {}, "Spend by provider · 24 h"),
+        table(["Provider", { label: "Requests", num: true }, { label: "Tokens", num: true }, { label: "Spend", num: true }],
+          byProvider, { empty: "No requests in the last 24 hours." }))),
     h("div", { class: "grid" },
       stat("home-requests", "Requests · 24 h", fmtInt(requests),
         unpriced > 0n ? `${fmtInt(unpriced)} without a price` : "every request priced",
@@ -359,11 +370,7 @@ async function homePage() {
         `${enabled} enabled · ${cfg.providers.length - enabled} disabled`),
       stat("home-agents", "Agents · 30 days", String(agents),
         `${budgets.budgets.length} in an open budget window`)),
-    h("div", { class: "cols" },
-      card({ id: "home-by-provider" }, h("h2", {}, "Spend by provider · 24 h"),
-        table(["Provider", { label: "Requests", num: true }, { label: "Tokens", num: true }, { label: "Spend", num: true }],
-          byProvider, { empty: "No requests in the last 24 hours." })),
-      recent));
+    recent);
   loadRecent(recent, last24).catch((e) => {
     if (!(e instanceof SignedOut)) recent.replaceChildren(h("h2", {}, "Recent requests"), errorBox(e));
   });
@@ -719,7 +726,7 @@ async function providerPage(name) {
   const conn = connectionCard(p, cfg);
   return h("div", {},
     h("div", { class: "crumbs" }, h("a", { href: "#/providers" }, "LLM Providers"), " / ", name),
-    pageHead(name, null, badge(p.type, "kind"), " ", statusBadge(p)),
+    h("div", { class: "page-head" }, h("h1", {}, name, " ", badge(p.type, "kind"), " ", statusBadge(p))),
     strip,
     h("div", { class: "cols" },
       h("div", {}, conn.node, testCard(p)),
@@ -850,16 +857,12 @@ async function usagePage(params) {
     const a = apiParams(s);
     const [data] = await Promise.all([series(a).catch((e) => e), fillFilters(s)]);
     if (mine !== seq) return;
-    if (data instanceof Error) {
-      if (data instanceof SignedOut) return;
-      results.replaceChildren(errorBox(data));
-      results.dataset.query = qs;
-      document.body.dataset.ready = "usage";
-      return;
-    }
-    results.replaceChildren(...usageResults(data, s));
+    if (data instanceof SignedOut) return;
+    results.replaceChildren(...(data instanceof Error ? [errorBox(data)] : usageResults(data, s)));
+    results.dataset.api = query(a);
     results.dataset.query = qs;
-    document.body.dataset.ready = "usage";
+    // On the first load the page is not attached yet; render() says ready then.
+    if (results.isConnected) document.body.dataset.ready = "usage";
   }
 
   function update() {
@@ -907,7 +910,8 @@ function usageResults(data, s) {
     values: se.points.map((pt) => metricOf(pt, s.metric).value),
     titles: se.points.map((pt) => metricOf(pt, s.metric).text),
   }));
-  const buckets = data.buckets.map((b) => ({ label: bucketLabel(b, data.granularity), title: fmtTime(b) }));
+  const multiDay = data.buckets.length > 24;
+  const buckets = data.buckets.map((b) => ({ label: bucketLabel(b, data.granularity, multiDay), title: fmtTime(b) }));
   const metricName = METRICS.find(([m]) => m === s.metric)[1];
   const chart = h("div", { id: "usage-chart", dataset: { metric: s.metric, series: data.series.length } },
     stackedBars({ buckets, series: chartSeries, tick: s.metric === "cost" ? usdTick : intTick, label: `${metricName} by ${s.group_by}` }));

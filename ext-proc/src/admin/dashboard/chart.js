@@ -90,7 +90,9 @@ export function stackedBars({ buckets, series, tick, width = 960, height = 280, 
   if (n === 0) return svg;
   const step = w / n;
   const bw = Math.max(1, Math.min(48, step * 0.72));
-  const every = Math.max(1, Math.ceil(n / Math.max(1, Math.floor(w / 70))));
+  // As many labels as fit side by side (about 6.5 px per character at 11 px).
+  const labelWidth = Math.max(...buckets.map((b) => b.label.length)) * 6.5 + 16;
+  const every = Math.max(1, Math.ceil(n / Math.max(1, Math.floor(w / labelWidth))));
   for (let i = 0; i < n; i++) {
     const x = i * step + (step - bw) / 2;
     let base = h;
