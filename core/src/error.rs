@@ -45,6 +45,8 @@ pub enum ErrorKind {
     UnpricedModel,
     /// Admin API: a malformed query parameter.
     InvalidQuery,
+    /// The request body cannot be read for a check that needs it (model list, budget).
+    InvalidBody,
     /// Admin API: no such page or resource.
     NotFound,
     /// Admin API: the method is not allowed on this path.
@@ -63,7 +65,8 @@ impl ErrorKind {
             Self::InvalidPath
             | Self::InternalHeader
             | Self::AmbiguousCredentials
-            | Self::InvalidQuery => 400,
+            | Self::InvalidQuery
+            | Self::InvalidBody => 400,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::MissingCredential | Self::InvalidCredential => 401,
@@ -97,6 +100,7 @@ impl ErrorKind {
             Self::BudgetExceeded => "budget_exceeded",
             Self::UnpricedModel => "unpriced_model",
             Self::InvalidQuery => "invalid_query",
+            Self::InvalidBody => "invalid_body",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::StoreUnavailable => "store_unavailable",

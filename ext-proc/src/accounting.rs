@@ -161,14 +161,19 @@ impl Accounting {
         let model = model_answered
             .as_deref()
             .or(self.model_requested.as_deref());
-        let (cost_nanousd, unpriced_reason) = if !reported {
-            (Some(0), None)
-        } else {
-            match cost(&self.provider, self.kind, model, &usage) {
-                Ok(n) => (Some(n), None),
-                Err(why) => (None, Some(why)),
-            }
-        };
+        let metered = self.format.is_some();
+        let (cost_nanousd, unpriced_reason) =
+            if !reported && (!metered || outcome == Outcome::UpstreamError) {
+                // Not an LLM call (a model list, a file), or the provider refused: nothing billed.
+                (Some(0), None)
+            } else if !reported {
+                (None, Some("the response reported no usage".to_string()))
+            } else {
+                match cost(&self.provider, self.kind, model, &usage) {
+                    Ok(n) => (Some(n), None),
+                    Err(why) => (None, Some(why)),
+                }
+            };
         UsageRecord {
             time_ms: self.start_ms,
             request_id: std::mem::take(&mut self.request_id),

@@ -46,7 +46,8 @@ impl Principal {
                 issuer: None,
                 client_id: None,
                 user: None,
-                agent: None,
+                // Records and budgets both key on the agent.
+                agent: Some("anonymous".into()),
                 groups: Vec::new(),
                 scopes: Vec::new(),
             })

@@ -145,7 +145,9 @@ impl Exchange {
             Some(ApiFormat::OpenaiChat(_))
         );
         self.accounting = Some(accounting);
-        let wants_body = !headers.end_of_stream && (metered || route.kind == ProviderKind::Bedrock);
+        // The body is read for usage (model, stream), signing, and any model list.
+        let wants_body = !headers.end_of_stream
+            && (metered || route.kind == ProviderKind::Bedrock || provider.models.is_some());
 
         if metered && !wants_body {
             self.reserve(0, None)?;
@@ -193,7 +195,18 @@ impl Exchange {
             );
             return Err(misconfigured());
         }
-        let facts = request_body::read(&body.body, self.openai_chat);
+        let checked = self.needs_readable_body();
+        let facts = match request_body::read(&body.body, self.openai_chat) {
+            Ok(f) => f,
+            Err(request_body::Unreadable(why)) if checked => {
+                return Err(GatewayError::new(
+                    ErrorKind::InvalidBody,
+                    format!("the request body must be one JSON object for the gateway's model and budget checks: {why}"),
+                ))
+            }
+            // Not JSON and nothing to check: forwarded as sent; the upstream will say why.
+            Err(_) => request_body::BodyFacts::default(),
+        };
         if let Some(a) = &mut self.accounting {
             a.streamed |= facts.stream;
             if a.model_requested.is_none() {
@@ -202,7 +215,13 @@ impl Exchange {
             if let Some(p) = self.gw.config.provider(a.provider()) {
                 check_model(p, a.model_requested.as_deref())?;
             }
-            self.reserve(body.body.len() as u64, facts.max_output_tokens)?;
+            let max_output = facts
+                .max_output_tokens
+                .unwrap_or(self.gw.budgets.config().default_max_output_tokens);
+            self.reserve(
+                body.body.len() as u64,
+                Some(max_output.saturating_mul(facts.choices)),
+            )?;
         }
         let mut common = CommonResponse::default();
         let mut mutation = Mutation::default();
@@ -288,6 +307,20 @@ impl Exchange {
         reply(Reply::ResponseBody(BodyResponse {
             response: Some(common),
         }))
+    }
+
+    /// Whether a model list or a budget depends on reading this request's body.
+    fn needs_readable_body(&self) -> bool {
+        let (Some(a), Some(p)) = (&self.accounting, &self.principal) else {
+            return false;
+        };
+        let listed = self
+            .gw
+            .config
+            .provider(a.provider())
+            .is_some_and(|c| c.models.is_some());
+        let agent = p.agent.as_deref().unwrap_or(&p.subject);
+        listed || self.gw.budgets.config().for_agent(agent).is_some()
     }
 
     /// Holds the most this request can cost on the caller's budget, if one applies.

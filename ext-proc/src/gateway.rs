@@ -118,8 +118,9 @@ impl Gateway {
         }
     }
 
-    /// The most a request can cost: every input byte as a token at the dearest input price
-    /// (a token is at least a byte of text) plus its output cap at the output price.
+    /// The most a request can cost: every input byte as a token (a token is at least a byte
+    /// of text) in the dearest input bucket the model has a price for, plus its output cap,
+    /// priced together so that long-prompt tiers apply to both.
     pub fn estimate(
         &self,
         provider: &str,
@@ -128,45 +129,27 @@ impl Gateway {
         input_bytes: u64,
         max_output_tokens: u64,
     ) -> Result<u64, String> {
-        let input = [
-            Usage {
-                input: input_bytes,
-                ..Default::default()
-            },
-            Usage {
-                cache_write_1h: input_bytes,
-                ..Default::default()
-            },
-            Usage {
-                cache_write_12h: input_bytes,
-                ..Default::default()
-            },
-        ]
-        .iter()
-        .filter_map(|u| self.price(provider, kind, model, u).ok())
-        .max()
-        .ok_or_else(|| {
-            self.price(
-                provider,
-                kind,
-                model,
-                &Usage {
-                    input: 1,
-                    ..Default::default()
-                },
-            )
-            .unwrap_err()
-        })?;
-        let output = self.price(
-            provider,
-            kind,
-            model,
-            &Usage {
+        let with_input = |set: fn(&mut Usage, u64)| {
+            let mut u = Usage {
                 output: max_output_tokens,
                 ..Default::default()
-            },
-        )?;
-        Ok(input.saturating_add(output))
+            };
+            set(&mut u, input_bytes);
+            self.price(provider, kind, model, &u)
+        };
+        let buckets: [fn(&mut Usage, u64); 5] = [
+            |u, n| u.input = n,
+            |u, n| u.cache_write_5m = n,
+            |u, n| u.cache_write_1h = n,
+            |u, n| u.cache_write_30m = n,
+            |u, n| u.cache_write_12h = n,
+        ];
+        // Plain input must have a price; a cache bucket without one cannot be charged.
+        let plain = with_input(buckets[0])?;
+        Ok(buckets[1..]
+            .iter()
+            .filter_map(|b| with_input(*b).ok())
+            .fold(plain, u64::max))
     }
 
     /// Queues a usage record for the store; never blocks.

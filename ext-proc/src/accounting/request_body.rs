@@ -15,6 +15,8 @@ pub struct BodyFacts {
     /// `max_tokens`, `max_completion_tokens`, `max_output_tokens` or
     /// `generationConfig.maxOutputTokens`, whichever the request carries.
     pub max_output_tokens: Option<u64>,
+    /// How many answers are asked for (`n`, `candidateCount`); each can reach the cap.
+    pub choices: u64,
     /// The body with `include_usage` added, when it had to be.
     pub rewritten: Option<Vec<u8>>,
 }
@@ -32,14 +34,19 @@ struct Fields {
     max_completion_tokens: Option<u64>,
     #[serde(rename = "max_output_tokens")]
     max_output_tokens: Option<u64>,
+    #[serde(alias = "generation_config")]
     generation_config: Option<GenerationConfig>,
     inference_config: Option<InferenceConfig>,
+    n: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct GenerationConfig {
+    #[serde(alias = "max_output_tokens")]
     max_output_tokens: Option<u64>,
+    #[serde(alias = "candidate_count")]
+    candidate_count: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -48,12 +55,16 @@ struct InferenceConfig {
     max_tokens: Option<u64>,
 }
 
+/// The body is not a JSON object the gateway can read (or repeats a field): it cannot be
+/// checked against a model list or a budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable(pub String);
+
 /// Reads `body`; `openai_chat` says whether it is an OpenAI(-compatible) chat completion,
-/// the one API whose streams carry usage only on request.
-pub fn read(body: &[u8], openai_chat: bool) -> BodyFacts {
-    let Ok(f) = serde_json::from_slice::<Fields>(body) else {
-        return BodyFacts::default(); // not JSON: forwarded as is, the upstream will say why
-    };
+/// the one API whose streams carry usage only on request. Strict: a repeated `model` or a
+/// field of the wrong type makes the body [`Unreadable`] rather than silently unchecked.
+pub fn read(body: &[u8], openai_chat: bool) -> Result<BodyFacts, Unreadable> {
+    let f = serde_json::from_slice::<Fields>(body).map_err(|e| Unreadable(e.to_string()))?;
     let stream = f.stream.unwrap_or(false);
     let include_usage = f
         .stream_options
@@ -63,17 +74,22 @@ pub fn read(body: &[u8], openai_chat: bool) -> BodyFacts {
     let rewritten = (openai_chat && stream && include_usage != Some(true))
         .then(|| with_include_usage(body))
         .flatten();
-    BodyFacts {
+    let (gen_max, candidates) = f
+        .generation_config
+        .map(|g| (g.max_output_tokens, g.candidate_count))
+        .unwrap_or_default();
+    Ok(BodyFacts {
         model: f.model,
         stream,
         max_output_tokens: f
             .max_tokens
             .or(f.max_completion_tokens)
             .or(f.max_output_tokens)
-            .or(f.generation_config.and_then(|g| g.max_output_tokens))
+            .or(gen_max)
             .or(f.inference_config.and_then(|c| c.max_tokens)),
+        choices: f.n.or(candidates).unwrap_or(1).max(1),
         rewritten,
-    }
+    })
 }
 
 /// The body with `stream_options.include_usage = true`. Without `stream_options` the field
@@ -89,8 +105,18 @@ fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(&body[start + 1..]);
         return Some(out);
     }
-    let opts = obj.get_mut("stream_options")?.as_object_mut()?;
-    opts.insert("include_usage".into(), Value::Bool(true));
+    match obj.get_mut("stream_options") {
+        Some(Value::Object(opts)) => {
+            opts.insert("include_usage".into(), Value::Bool(true));
+        }
+        // `null` or something odd: replace it with what we need.
+        _ => {
+            obj.insert(
+                "stream_options".into(),
+                serde_json::json!({"include_usage": true}),
+            );
+        }
+    }
     serde_json::to_vec(&v).ok()
 }
 

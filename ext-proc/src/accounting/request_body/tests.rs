@@ -1,24 +1,34 @@
 use super::*;
 
+fn ok(body: &[u8], chat: bool) -> BodyFacts {
+    read(body, chat).unwrap()
+}
+
 #[test]
 fn facts() {
-    let f = read(
-        br#"{"model":"gpt-x","stream":true,"max_tokens":50,"messages":[]}"#,
+    let f = ok(
+        br#"{"model":"gpt-x","stream":true,"max_tokens":50,"n":3,"messages":[]}"#,
         true,
     );
     assert_eq!(f.model.as_deref(), Some("gpt-x"));
     assert!(f.stream);
     assert_eq!(f.max_output_tokens, Some(50));
+    assert_eq!(f.choices, 3);
     assert_eq!(
         f.rewritten.as_deref(),
-        Some(&br#"{"stream_options":{"include_usage":true},"model":"gpt-x","stream":true,"max_tokens":50,"messages":[]}"#[..])
+        Some(&br#"{"stream_options":{"include_usage":true},"model":"gpt-x","stream":true,"max_tokens":50,"n":3,"messages":[]}"#[..])
     );
-    let g = read(
-        br#"{"contents":[],"generationConfig":{"maxOutputTokens":7}}"#,
+    let g = ok(
+        br#"{"contents":[],"generationConfig":{"maxOutputTokens":7,"candidateCount":2}}"#,
         false,
     );
-    assert_eq!(g.max_output_tokens, Some(7));
-    let b = read(
+    assert_eq!((g.max_output_tokens, g.choices), (Some(7), 2));
+    let g = ok(
+        br#"{"contents":[],"generation_config":{"max_output_tokens":8}}"#,
+        false,
+    );
+    assert_eq!((g.max_output_tokens, g.choices), (Some(8), 1));
+    let b = ok(
         br#"{"messages":[],"inferenceConfig":{"maxTokens":9}}"#,
         false,
     );
@@ -27,27 +37,31 @@ fn facts() {
 
 #[test]
 fn injects_only_when_needed() {
-    assert!(read(br#"{"model":"m","stream":false}"#, true)
+    assert!(ok(br#"{"model":"m","stream":false}"#, true)
         .rewritten
         .is_none());
-    assert!(read(br#"{"model":"m","stream":true}"#, false)
+    assert!(ok(br#"{"model":"m","stream":true}"#, false)
         .rewritten
         .is_none());
-    assert!(read(
+    assert!(ok(
         br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
         true
     )
     .rewritten
     .is_none());
-    let r = read(
-        br#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#,
-        true,
-    )
-    .rewritten
-    .unwrap();
-    let v: Value = serde_json::from_slice(&r).unwrap();
-    assert_eq!(v["stream_options"]["include_usage"], true);
-    assert_eq!(read(b"not json", true), BodyFacts::default());
+    for opts in [r#"{"include_usage":false}"#, "null"] {
+        let body = format!(r#"{{"model":"m","stream":true,"stream_options":{opts}}}"#);
+        let r = ok(body.as_bytes(), true).rewritten.unwrap();
+        let v: Value = serde_json::from_slice(&r).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true, "{opts}");
+    }
+}
+
+#[test]
+fn unreadable_bodies_are_not_silently_unchecked() {
+    assert!(read(b"not json", true).is_err());
+    assert!(read(br#"{"model":"a","model":"b"}"#, true).is_err());
+    assert!(read(br#"{"model":123}"#, true).is_err());
 }
 
 const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
