@@ -517,7 +517,7 @@ fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
     }
     let what = if e.is_timeout() {
         let ms = timeout.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("no answer from the upstream within {} s", ms / 1000)
         } else {
             format!("no answer from the upstream within {ms} ms")
