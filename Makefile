@@ -43,6 +43,12 @@ build: .wasm-target.stamp
 run: deps build
 	$(PY) examples/demo.py
 
+## bench: gateway overhead against plain Envoy (not part of `make test`; see bench/README.md)
+bench: deps build
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(CARGO) build --release --manifest-path bench/mock-upstream/Cargo.toml
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 ## test: unit tests, lints, then the integration tests against the real Envoy
 test: deps build unit lint integration
 
