@@ -785,6 +785,7 @@ def main() -> int:
         else:
             res = {**info, **run_bench(args, work, info)}
         res["machine"]["loadavg_after"] = loadavg()
+        res["binaries"] = {k: v for k, v in res["binaries"].items() if k != "wasm_copy"}
         args.out.mkdir(parents=True, exist_ok=True)
         name = stamp + ("-memory" if args.memory else "") + ("-quick" if args.quick else "")
         if args.memory:
@@ -806,7 +807,7 @@ def main() -> int:
             return 1
         return 0
     except KeyboardInterrupt:
-        print("\ninterrupted; stopping everything", file=sys.stderr)
+        print(f"\ninterrupted; stopping everything (logs in {work})", file=sys.stderr)
         return 130
     except (StartupError, RuntimeError) as e:
         print(f"bench failed: {e}", file=sys.stderr)

@@ -4,9 +4,10 @@
 //!     loadgen --url http://127.0.0.1:8080/path [-H 'name: value']... --body JSON [--body JSON]...
 //!             [--rate 1000] [--connections 8] [--duration 10] [--warmup 1] [--requests N]
 //!
-//! `--rate R`: request k is due at start + k/R; a free connection sends it when due (tokio's
-//! timer has 1 ms granularity, so a send can be up to ~1 ms late: `late_sends` counts those
-//! more than 2 ms behind, i.e. when the generator or the server could not keep up).
+//! `--rate R`: request k is due at start + k/R; a pacer thread (nanosleep, not tokio's 1 ms
+//! timer) releases it when due to the connection idle longest. `late_us` is how far behind
+//! schedule sends were; `late_sends` counts those more than 2 ms behind (all connections
+//! busy, or the generator not scheduled: the machine could not keep up).
 //! `--rate 0` (closed loop): every connection sends its next request as soon as the previous
 //! answer ended, until `--requests` (or `--duration`) is done.
 //! Several `--body`: request k sends body k mod n (a mix of plain and streamed calls).
@@ -127,6 +128,7 @@ struct Stats {
     latency: Vec<u32>,
     ttfb: Vec<u32>,
     ttft: Vec<u32>,
+    late: Vec<u32>,
     ok: u64,
     errors: u64,
     status_errors: u64,
@@ -187,14 +189,15 @@ fn summary(xs: &mut [u32]) -> String {
 struct Shared {
     opts: Opts,
     next: std::cell::Cell<u64>,
-    start: Instant,
     end: Instant,
     record_from: Instant,
     stats: RefCell<Stats>,
+    paced: Option<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(u64, Instant)>>>,
 }
 
 impl Shared {
     /// The next request's index and due time, or None when the run is over.
+    /// Closed loop: the next request's index, due now, or None when the run is over.
     fn take(&self) -> Option<(u64, Instant)> {
         let k = self.next.get();
         if let Some(n) = self.opts.requests {
@@ -202,16 +205,50 @@ impl Shared {
                 return None;
             }
         }
-        let due = if self.opts.rate > 0.0 {
-            self.start + Duration::from_secs_f64(k as f64 / self.opts.rate)
-        } else {
-            Instant::now()
-        };
-        if due >= self.end {
+        let now = Instant::now();
+        if now >= self.end {
             return None;
         }
         self.next.set(k + 1);
-        Some((k, due))
+        Some((k, now))
+    }
+
+    /// The next request: from the pacer at a fixed rate (idle connections queue on the
+    /// mutex, so each due request goes to the one idle longest), else closed loop.
+    async fn next_job(&self) -> Option<(u64, Instant)> {
+        match &self.paced {
+            Some(rx) => rx.lock().await.recv().await,
+            None => self.take(),
+        }
+    }
+}
+
+/// Fixed rate: a plain thread sleeps (`nanosleep`, ~50 µs slack) until each request is due
+/// and hands it to the runtime, whose own timer only has 1 ms granularity.
+fn pacer(
+    tx: tokio::sync::mpsc::UnboundedSender<(u64, Instant)>,
+    start: Instant,
+    end: Instant,
+    rate: f64,
+    requests: Option<u64>,
+) {
+    let mut k = 0u64;
+    loop {
+        if requests.is_some_and(|n| k >= n) {
+            return;
+        }
+        let due = start + Duration::from_secs_f64(k as f64 / rate);
+        if due >= end {
+            return;
+        }
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if tx.send((k, due)).is_err() {
+            return;
+        }
+        k += 1;
     }
 }
 
@@ -253,10 +290,7 @@ fn build(o: &Opts, body: &Bytes) -> Request<Full<Bytes>> {
 async fn worker(sh: Rc<Shared>) {
     let mut send: Option<http1::SendRequest<Full<Bytes>>> = None;
     let timeout = Duration::from_secs_f64(sh.opts.timeout);
-    while let Some((k, due)) = sh.take() {
-        if sh.opts.rate > 0.0 {
-            tokio::time::sleep_until(due.into()).await;
-        }
+    while let Some((k, due)) = sh.next_job().await {
         let body = &sh.opts.bodies[(k % sh.opts.bodies.len() as u64) as usize];
         let streamed = body.windows(6).any(|w| w == b"stream") && {
             let s = std::str::from_utf8(body).unwrap_or("");
@@ -339,6 +373,7 @@ async fn worker(sh: Rc<Shared>) {
                     if record {
                         st.latency.push(micros(total));
                         st.ttfb.push(micros(ttfb));
+                        st.late.push(micros(late));
                         if streamed {
                             if let Some(t) = ttft {
                                 st.ttft.push(micros(t));
@@ -368,12 +403,22 @@ fn main() {
     } else {
         Duration::from_secs_f64(o.warmup + o.duration)
     };
+    let end = start + horizon;
+    let mut pacer_thread = None;
+    let paced = (o.rate > 0.0).then(|| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (rate, requests) = (o.rate, o.requests);
+        pacer_thread = Some(std::thread::spawn(move || {
+            pacer(tx, start, end, rate, requests)
+        }));
+        tokio::sync::Mutex::new(rx)
+    });
     let sh = Rc::new(Shared {
         next: std::cell::Cell::new(0),
-        start,
-        end: start + horizon,
+        end,
         record_from: start + Duration::from_secs_f64(o.warmup),
         stats: RefCell::new(Stats::default()),
+        paced,
         opts: o,
     });
     local.block_on(&rt, async {
@@ -386,6 +431,9 @@ fn main() {
             let _ = t.await;
         }
     });
+    if let Some(t) = pacer_thread {
+        let _ = t.join();
+    }
     let elapsed = start.elapsed().as_secs_f64();
     let mut st = sh.stats.borrow_mut();
     let recorded = st.latency.len();
@@ -394,16 +442,17 @@ fn main() {
         Some(e) => json_string(e),
         None => "null".into(),
     };
-    let (lat, ttfb, ttft) = {
+    let (lat, ttfb, ttft, late) = {
         let s = &mut *st;
         (
             summary(&mut s.latency),
             summary(&mut s.ttfb),
             summary(&mut s.ttft),
+            summary(&mut s.late),
         )
     };
     println!(
-        "{{\"sent\":{},\"ok\":{},\"errors\":{},\"status_errors\":{},\"incomplete_streams\":{},\"late_sends\":{},\"max_late_us\":{},\"bytes\":{},\"elapsed_s\":{:.3},\"rate_target\":{},\"rate_achieved\":{:.1},\"connections\":{},\"latency_us\":{},\"ttfb_us\":{},\"ttft_us\":{},\"first_error\":{}}}",
+        "{{\"sent\":{},\"ok\":{},\"errors\":{},\"status_errors\":{},\"incomplete_streams\":{},\"late_sends\":{},\"max_late_us\":{},\"bytes\":{},\"elapsed_s\":{:.3},\"rate_target\":{},\"rate_achieved\":{:.1},\"connections\":{},\"latency_us\":{},\"ttfb_us\":{},\"ttft_us\":{},\"late_us\":{},\"first_error\":{}}}",
         st.sent,
         st.ok,
         st.errors,
@@ -419,6 +468,7 @@ fn main() {
         lat,
         ttfb,
         ttft,
+        late,
         first_error
     );
 }
