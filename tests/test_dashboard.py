@@ -180,6 +180,7 @@ def _records(gw: Gateway) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory, _upstream_server) -> Dash:
+    _upstream_server.reset()  # the session's mock: no settings left over from other tests
     gw, keys = _gateway(tmp_path_factory.mktemp("dashboard"), _upstream_server)
     try:
         expected = _traffic(gw, keys)
