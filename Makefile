@@ -24,7 +24,7 @@ deps: $(VENV)/.stamp .wasm-target.stamp $(IDP_MODULES) $(BROWSER_MODULES) .chrom
 
 ## the dashboard's browser tests: Debian's Chromium, driven by playwright-core (no browser download)
 .chromium.stamp:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 	@touch $@
 
 $(BROWSER_MODULES): tests/browser/package.json tests/browser/package-lock.json
@@ -56,7 +56,7 @@ run: deps build
 
 ## bench: gateway overhead against plain Envoy (not part of `make test`; see bench/README.md)
 bench: deps build
-	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(CARGO) build --release --manifest-path bench/mock-upstream/Cargo.toml
 	$(PY) bench/run.py $(BENCH_ARGS)
 
