@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The upstream API family a provider speaks. Decides the default base URL, where the
-/// upstream credential goes and (later) how usage is read.
+/// upstream credential goes and how usage is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProviderKind {
