@@ -137,6 +137,12 @@ def system_busy_us() -> float:
     return (user + nice + system) * 1e6 / CLK_TCK
 
 
+def steal_us() -> float:
+    """Time the hypervisor ran something else while this VM's CPUs wanted to run (all CPUs)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (f[7] if len(f) > 7 else 0) * 1e6 / CLK_TCK
+
+
 def own_children_us() -> float:
     """CPU of this process and of its reaped children (the load generators), microseconds."""
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -154,6 +160,7 @@ class Cpu:
         self.t0 = {k: proc_cpu_ticks(p) for k, p in pids.items()}
         self.all0 = sum(proc_cpu_ticks(p) for p in all_pids)
         self.sys0 = system_busy_us()
+        self.steal0 = steal_us()
         self.own0 = own_children_us()
         self.wall0 = time.monotonic()
 
@@ -165,6 +172,7 @@ class Cpu:
         out["wall"] = wall
         out["loadgen"] = own_children_us() - self.own0
         out["others_cores"] = max(0.0, system_busy_us() - self.sys0 - ours) / wall
+        out["steal_cores"] = (steal_us() - self.steal0) / wall
         return out
 
 
@@ -415,7 +423,7 @@ def loadgen(t: Target, bodies: list[str], *, rate: float, connections: int, dura
 
 
 def per_req(used: dict[str, float], n: int) -> dict[str, float]:
-    return {k: v / max(1, n) for k, v in used.items() if k not in ("wall", "others_cores")}
+    return {k: v / max(1, n) for k, v in used.items() if k not in ("wall", "others_cores", "steal_cores")}
 
 
 def measure_cell(t: Target, mock: Managed, kind: str, args, work: Path, all_pids: list[int]) -> dict[str, Any]:
@@ -427,8 +435,10 @@ def measure_cell(t: Target, mock: Managed, kind: str, args, work: Path, all_pids
     out["wrk"] = w = wrk(t, body_tp, args.duration, args, work)
     used = cpu.stop()
     out["cpu_us_per_req"] = per_req(used, w["requests"])
-    out["cpu_cores"] = {k: v / used["wall"] for k, v in used.items() if k not in ("wall", "others_cores")}
+    out["cpu_cores"] = {k: v / used["wall"] for k, v in used.items()
+                        if k not in ("wall", "others_cores", "steal_cores")}
     out["others_cores_during_wrk"] = used["others_cores"]
+    out["steal_cores_during_wrk"] = used["steal_cores"]
 
     if kind == "json":
         bodies, rate, conns = [body_tp], args.rate, args.rate_connections
@@ -440,6 +450,7 @@ def measure_cell(t: Target, mock: Managed, kind: str, args, work: Path, all_pids
     used = cpu.stop()
     out["fixed_cpu_us_per_req"] = per_req(used, f["sent"])
     out["others_cores_during_fixed"] = used["others_cores"]
+    out["steal_cores_during_fixed"] = used["steal_cores"]
     return out
 
 
@@ -483,7 +494,8 @@ def run_bench(args, work: Path, info: dict[str, Any]) -> dict[str, Any]:
                           f"p99 {lat['p99'] / 1e3:.3f} ms"
                           + (f"  ttft p50 {ttft['p50'] / 1e3:.3f} p99 {ttft['p99'] / 1e3:.3f}" if ttft else "")
                           + "  µs/req " + " ".join(f"{k} {x:.0f}" for k, x in cpu.items() if k != "loadgen")
-                          + f"  others {c['others_cores_during_wrk']:.2f}/{c['others_cores_during_fixed']:.2f} cores",
+                          + f"  others {c['others_cores_during_wrk']:.2f}/{c['others_cores_during_fixed']:.2f}"
+                          + f" steal {c['steal_cores_during_wrk']:.2f}/{c['steal_cores_during_fixed']:.2f} cores",
                           flush=True)
         for v, t in targets_.items():
             vr = results["variants"][v]
@@ -550,6 +562,7 @@ def run_memory(args, work: Path, info: dict[str, Any]) -> dict[str, Any]:
             verdict[k] = {"growth_bytes": growth, "allowed_bytes": int(allowed), "flat": growth <= allowed}
         return {"requests": args.requests, "warmup_requests": warm, "workload": args.memory_workload,
                 "run": run, "cpu_us_per_req": per_req(used, run["sent"]), "others_cores": used["others_cores"],
+                "steal_cores": used["steal_cores"],
                 "before": before, "after": after, "after_idle_2s": idle, "samples": samples, "verdict": verdict}
     finally:
         if t is not None:
@@ -588,8 +601,8 @@ def report_md(res: dict[str, Any], args) -> str:
                  "CPU µs/request from /proc utime+stime during the wrk run; RSS = VmHWM. "
                  "Ratios and +added against plain Envoy in the same run"
                  + (f"; medians of {args.repeat} interleaved rounds" if args.repeat > 1 else "") + ". "
-                 "others' load: cores used by processes outside the benchmark during the cell "
-                 "(0 = undisturbed; 2 CPUs in all).")
+                 "others / steal: cores used by processes outside the benchmark, and cores the "
+                 "hypervisor took away (steal), during the cell (worse of the two runs; 0 / 0 = undisturbed).")
     for kind, title in (("json", "Non-streaming chat completion (~260 B JSON)"),
                         ("sse", f"Streamed chat completion (SSE, {cfg['chunks']} chunks)")):
         lines.append("")
@@ -598,7 +611,7 @@ def report_md(res: dict[str, Any], args) -> str:
         hdr = ["variant", "rps", "×plain", "p50 ms", "p99 ms", "added p50 / p99 ms"]
         if kind == "sse":
             hdr += ["TTFT p50 / p99 ms", "TTFT added p50 / p99"]
-        hdr += ["Envoy µs/req", "×plain", "sidecar µs/req", "Envoy / sidecar RSS MiB", "others' load"]
+        hdr += ["Envoy µs/req", "×plain", "sidecar µs/req", "Envoy / sidecar RSS MiB", "others / steal"]
         lines.append("| " + " | ".join(hdr) + " |")
         lines.append("|" + "---|" * len(hdr))
         for name, vr in V.items():
@@ -628,7 +641,8 @@ def report_md(res: dict[str, Any], args) -> str:
             mem = vr["memory"]
             row.append(" / ".join(f"{mem[k]['VmHWM'] / MiB:.0f}" if k in mem else "-" for k in ("envoy", "sidecar"))
                        if "envoy" in mem else "-")
-            row.append(f"{max(c['others_cores_during_wrk'], c['others_cores_during_fixed']):.2f}")
+            row.append(f"{max(c['others_cores_during_wrk'], c['others_cores_during_fixed']):.2f} / "
+                       f"{max(c.get('steal_cores_during_wrk', 0), c.get('steal_cores_during_fixed', 0)):.2f}")
             lines.append("| " + " | ".join(row) + " |")
     t = res.get("targets")
     if t:
@@ -674,7 +688,7 @@ def memory_md(res: dict[str, Any]) -> str:
              f"gateway after {m['warmup_requests']} warm-up · {m['run']['rate_achieved']:.0f} req/s · "
              f"failed {m['run']['errors'] + m['run']['status_errors'] + m['run']['incomplete_streams']} · "
              f"{res['machine']['busy_cores_before']:.2f} cores busy before, others' load during "
-             f"{m['others_cores']:.2f} cores", "",
+             f"{m['others_cores']:.2f} cores, steal {m['steal_cores']:.2f} cores", "",
              "| process | RSS before MiB | after MiB | after 2 s idle MiB | peak (VmHWM) MiB | growth MiB | CPU µs/req | flat |",
              "|---|---|---|---|---|---|---|---|"]
     for k in ("envoy", "sidecar"):
@@ -763,16 +777,19 @@ def main() -> int:
     ok = False
     try:
         la = loadavg()
-        b0 = system_busy_us()
+        b0, s0 = system_busy_us(), steal_us()
         time.sleep(2)
-        busy = (system_busy_us() - b0) / 2e6
+        busy, steal = (system_busy_us() - b0) / 2e6, (steal_us() - s0) / 2e6
+        if steal > 0.1:
+            print(f"note: the hypervisor is taking {steal:.2f} cores (steal) from this VM: numbers will be "
+                  "disturbed (see the steal column)", flush=True)
         if busy > 0.2:
             print(f"note: {busy:.2f} cores busy before the run (load average {la[0]:.2f}): something else "
                   "is using the CPU; numbers will be disturbed (see the others' load column)", flush=True)
         info: dict[str, Any] = {
             "time": stamp,
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "loadavg_before": la,
-                        "busy_cores_before": busy},
+                        "busy_cores_before": busy, "steal_cores_before": steal},
             "git": git_info(),
             "envoy": subprocess.run([str(envoy_binary()), "--version"], capture_output=True, text=True,
                                     timeout=30).stdout.strip().splitlines()[-1],
