@@ -11,8 +11,8 @@
 //!
 //! Any failure becomes the gateway's JSON error as an `ImmediateResponse`: nothing is forwarded.
 
-use crate::accounting::request_body::{self, UsageChunkFilter};
-use crate::accounting::{Accounting, RequestInfo, CONVERSATION_HEADER};
+use crate::accounting::{self, Accounting, RequestInfo, CONVERSATION_HEADER};
+use aigw_metering::request_body::{self, UsageChunkFilter};
 use crate::auth::{self, access, Principal};
 use crate::budgets::{Decision, Reservation};
 use crate::gateway::Gateway;
@@ -135,7 +135,11 @@ impl Exchange {
             kind: route.kind,
             method,
             path,
-            principal,
+            principal: accounting::Principal {
+                subject: principal.subject.clone(),
+                user: principal.user.clone(),
+                agent: principal.agent.clone(),
+            },
             conversation_id: header(h, CONVERSATION_HEADER),
         });
         let metered = accounting.is_metered();
@@ -371,9 +375,8 @@ impl Exchange {
     fn finish(&mut self, client_gone: bool) {
         if let Some(a) = self.accounting.take() {
             let gw = &self.gw;
-            let record = a.finish(client_gone, |provider, kind, model, usage| {
-                gw.price(provider, kind, model, usage)
-            });
+            let mut record = a.finish(client_gone);
+            record.price(|provider, kind, model, usage| gw.price(provider, kind, model, usage));
             if let Some(r) = self.reservation.take() {
                 // Without reported usage the cost is unknown: keep the whole hold, unless the
                 // upstream refused the request (then nothing was spent).

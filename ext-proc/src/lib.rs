@@ -14,7 +14,6 @@
 //! - [`config_file`]: reads the filter's plugin configuration out of the Envoy YAML.
 //! - [`settings`]: the command-line flags.
 
-pub mod accounting;
 pub mod admin;
 pub mod auth;
 pub mod budgets;
@@ -24,12 +23,13 @@ pub mod gateway;
 pub mod metrics;
 pub mod pricing;
 pub mod providers;
-pub mod record;
 pub mod secrets;
 pub mod server;
 pub mod settings;
 pub mod store;
-pub mod usage;
+
+// Metering is shared with the filter (its fast path); re-exported under the old paths.
+pub use aigw_metering::{accounting, record, usage};
 
 use envoy_types::pb::envoy::service::ext_proc::v3::external_processor_server::ExternalProcessorServer;
 use gateway::Gateway;

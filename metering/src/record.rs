@@ -1,12 +1,14 @@
 //! The usage record: one per request that reached a provider, or was cut short on the way.
-//! Built by the [`crate::exchange::Exchange`] when the response ends (or the client goes),
-//! queued to [`crate::store`] off the request path.
+//! Built by [`crate::accounting::Accounting::finish`] when the response ends (or the client
+//! goes), in the sidecar or, for the fast path, in the filter, which sends it to the sidecar
+//! as one JSON line. The sidecar prices it ([`UsageRecord::price`]) and stores it.
 
 use crate::usage::Usage;
-use serde::Serialize;
+use aigw_core::ProviderKind;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The response was read to its end.
@@ -27,7 +29,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// Request start, Unix milliseconds (UTC).
     pub time_ms: i64,
@@ -35,6 +37,7 @@ pub struct UsageRecord {
     pub request_id: String,
     pub provider: String,
     /// `openai`, `anthropic`, `google`, `bedrock`, `openai-compatible`.
+    #[serde(deserialize_with = "provider_type")]
     pub provider_type: &'static str,
     pub model_requested: Option<String>,
     pub model_answered: Option<String>,
@@ -62,4 +65,41 @@ pub struct UsageRecord {
     /// `x-genai-conversation-id` request header, when sent.
     pub conversation_id: Option<String>,
     pub outcome: Outcome,
+}
+
+impl UsageRecord {
+    /// Whether the cost is still to be computed: usage was reported and not priced yet.
+    pub fn needs_price(&self) -> bool {
+        self.usage_reported && self.cost_nanousd.is_none() && self.unpriced_reason.is_none()
+    }
+
+    /// Prices the reported usage with `cost` (provider, kind, model, usage), once.
+    pub fn price(
+        &mut self,
+        cost: impl FnOnce(&str, ProviderKind, Option<&str>, &Usage) -> Result<u64, String>,
+    ) {
+        if !self.needs_price() {
+            return;
+        }
+        let Some(kind) = ProviderKind::parse(self.provider_type) else {
+            self.unpriced_reason = Some(format!("unknown provider type '{}'", self.provider_type));
+            return;
+        };
+        let model = self
+            .model_answered
+            .as_deref()
+            .or(self.model_requested.as_deref());
+        match cost(&self.provider, kind, model, &self.usage) {
+            Ok(n) => self.cost_nanousd = Some(n),
+            Err(why) => self.unpriced_reason = Some(why),
+        }
+    }
+}
+
+/// Provider types are a closed set; a record naming another is refused.
+fn provider_type<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    ProviderKind::parse(&s)
+        .map(ProviderKind::as_str)
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown provider type '{s}'")))
 }

@@ -1,6 +1,6 @@
 //! Per-request accounting: what the request asked for, what the response reported, and the
-//! [`UsageRecord`] that results. Lives inside the request's [`crate::exchange::Exchange`];
-//! every method is called from one ext_proc phase and does no I/O.
+//! [`UsageRecord`] that results. Lives with the request, in the sidecar's exchange or in the
+//! filter's; every method is called from one phase of the request and does no I/O.
 //!
 //! - Request body: the model asked for, whether it streams, and (OpenAI chat) whether usage
 //!   must be requested for the stream ([`request_body`]).
@@ -8,13 +8,9 @@
 //! - Response body chunks: fed to the extractor as they pass; nothing is held back.
 //! - End of stream, or the client gone (the exchange is dropped first): the record.
 
-pub mod request_body;
-
-use crate::auth::Principal;
 use crate::record::{Outcome, UsageRecord};
 use crate::usage::{self, ApiFormat, UsageExtractor};
 use aigw_core::ProviderKind;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The conversation id a client may send to group its requests.
@@ -28,7 +24,7 @@ pub struct Accounting {
     kind: ProviderKind,
     method: String,
     api_path: String,
-    principal: Arc<Principal>,
+    principal: Principal,
     conversation_id: Option<String>,
     pub model_requested: Option<String>,
     pub streamed: bool,
@@ -36,6 +32,15 @@ pub struct Accounting {
     status: u16,
     ttfb_ms: Option<u64>,
     extractor: Option<UsageExtractor>,
+}
+
+/// Who the usage is attributed to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Principal {
+    /// The API key's name or the token's subject.
+    pub subject: String,
+    pub user: Option<String>,
+    pub agent: Option<String>,
 }
 
 /// What the request path knows at the request headers.
@@ -46,7 +51,7 @@ pub struct RequestInfo<'a> {
     pub method: &'a str,
     /// As forwarded upstream, with the query.
     pub path: &'a str,
-    pub principal: Arc<Principal>,
+    pub principal: Principal,
     pub conversation_id: Option<&'a str>,
 }
 
@@ -139,12 +144,8 @@ impl Accounting {
         }
     }
 
-    /// The record of this request; `cost` prices the usage.
-    pub fn finish(
-        mut self,
-        client_gone: bool,
-        cost: impl FnOnce(&str, ProviderKind, Option<&str>, &usage::Usage) -> Result<u64, String>,
-    ) -> UsageRecord {
+    /// The record of this request, to be priced ([`UsageRecord::price`]).
+    pub fn finish(mut self, client_gone: bool) -> UsageRecord {
         let extracted = self.extractor.take().map(UsageExtractor::finish);
         let (usage, reported) = match extracted.as_ref().and_then(|e| e.usage.clone()) {
             Some(u) => (u, true),
@@ -158,9 +159,6 @@ impl Accounting {
             Outcome::Complete
         };
         let model_answered = usage.model.clone();
-        let model = model_answered
-            .as_deref()
-            .or(self.model_requested.as_deref());
         let metered = self.format.is_some();
         let (cost_nanousd, unpriced_reason) =
             if !reported && (!metered || outcome == Outcome::UpstreamError) {
@@ -169,10 +167,7 @@ impl Accounting {
             } else if !reported {
                 (None, Some("the response reported no usage".to_string()))
             } else {
-                match cost(&self.provider, self.kind, model, &usage) {
-                    Ok(n) => (Some(n), None),
-                    Err(why) => (None, Some(why)),
-                }
+                (None, None)
             };
         UsageRecord {
             time_ms: self.start_ms,
@@ -181,9 +176,9 @@ impl Accounting {
             provider_type: self.kind.as_str(),
             model_requested: self.model_requested.take(),
             model_answered,
-            principal: self.principal.subject.clone(),
-            user: self.principal.user.clone(),
-            agent: self.principal.agent.clone(),
+            principal: std::mem::take(&mut self.principal.subject),
+            user: self.principal.user.take(),
+            agent: self.principal.agent.take(),
             api_path: std::mem::take(&mut self.api_path),
             status: self.status,
             streamed: self.streamed,

@@ -37,12 +37,12 @@ pub mod sse;
 use aigw_core::ProviderKind;
 use event_stream::{Frame, FrameError};
 use json_scan::{JsonScanner, Path, ScanError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::Write;
 
 /// Tokens of one response in disjoint, billable buckets.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Input tokens billed at the plain input price (no cache involved).
     pub input: u64,
@@ -434,7 +434,7 @@ fn format_for(api: ApiFormat) -> Box<dyn Format> {
 /// Reads usage from a response body fed in chunks of any size.
 ///
 /// ```
-/// use aigw_ext_proc::usage::{ApiFormat, UsageExtractor};
+/// use aigw_metering::usage::{ApiFormat, UsageExtractor};
 /// let mut x = UsageExtractor::new(ApiFormat::AnthropicMessages, Some("application/json"), None);
 /// x.feed(br#"{"type":"message","model":"claude-x","usage":{"input_tokens":3,"#);
 /// x.feed(br#""output_tokens":5}}"#);
