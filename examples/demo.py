@@ -154,7 +154,7 @@ def main() -> None:
          "--store", RUN / "usage.db", "--admin-listen", "127.0.0.1:9003"],
     )
     wait_port(9002, "sidecar", sidecar)
-    envoy = start("envoy", [ENVOY, "-c", config, "--concurrency", "2", "--log-level", "warn"])
+    envoy = start("envoy", [ENVOY, "-c", config, "--concurrency", "2", "--log-level", os.environ.get("AIGW_ENVOY_LOG_LEVEL", "warn")])
     wait_ready(envoy)
 
     print(f"Gateway:   {GATEWAY}/llm/v1/providers/<name>   (Envoy admin http://127.0.0.1:9901)")

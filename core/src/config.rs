@@ -23,6 +23,7 @@ struct RawConfig {
     oidc: Vec<RawOidcIssuer>,
     default_access: Option<Vec<AccessRule>>,
     budgets: Option<RawBudgets>,
+    fast_path: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +135,9 @@ pub struct GatewayConfig {
     /// Who may use a provider that has no `access` list; `None`: every authenticated caller.
     pub default_access: Option<Vec<AccessRule>>,
     pub budgets: BudgetsConfig,
+    /// Whether the filter completes API-key calls without budgets alone (default on);
+    /// off: every call goes through the sidecar.
+    pub fast_path: bool,
 }
 
 /// Spend caps per agent, enforced before the upstream call.
@@ -920,6 +924,7 @@ impl RawConfig {
                 oidc,
                 default_access: self.default_access,
                 budgets,
+                fast_path: self.fast_path.unwrap_or(true),
             })
         } else {
             Err(ConfigErrors(errors))

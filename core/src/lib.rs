@@ -8,11 +8,13 @@
 //! - [`path`]: `/llm/v1/providers/<name>/<rest>` parsed once, with the bad-input rules.
 //! - [`handoff`]: what the filter hands the sidecar, in filter state a client cannot forge.
 //! - [`bedrock`]: the Bedrock runtime operations the gateway signs.
+//! - [`feed`]: what the sidecar sends the filter for its fast path, and the records it gets back.
 //! - [`error`]: the single JSON error shape of every reply the gateway itself makes.
 
 pub mod bedrock;
 pub mod config;
 pub mod error;
+pub mod feed;
 pub mod handoff;
 pub mod path;
 pub mod provider;

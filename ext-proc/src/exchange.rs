@@ -12,7 +12,6 @@
 //! Any failure becomes the gateway's JSON error as an `ImmediateResponse`: nothing is forwarded.
 
 use crate::accounting::{self, Accounting, RequestInfo, CONVERSATION_HEADER};
-use aigw_metering::request_body::{self, UsageChunkFilter};
 use crate::auth::{self, access, Principal};
 use crate::budgets::{Decision, Reservation};
 use crate::gateway::Gateway;
@@ -22,6 +21,7 @@ use crate::store::csv::nanousd_to_usd as usd;
 use crate::usage::ApiFormat;
 use aigw_core::handoff::{Route, CREDENTIAL_ATTRIBUTE, ROUTE_ATTRIBUTE};
 use aigw_core::{ErrorKind, GatewayError, ProviderKind};
+use aigw_metering::request_body::{self, UsageChunkFilter};
 use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::envoy::extensions::filters::http::ext_proc::v3::processing_mode::{
     BodySendMode, HeaderSendMode,

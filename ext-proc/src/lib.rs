@@ -4,6 +4,7 @@
 //! wasm filter routed to a provider; the sidecar answers it:
 //!
 //! - [`server`]: the gRPC service; one [`exchange::Exchange`] per stream.
+//! - [`feed`]: the filter's fast path: what it may complete alone, and its usage records.
 //! - [`exchange`]: the request's phases, top to bottom: handoff from the filter, [`auth`]
 //!   and access, [`budgets`] (reserve), [`providers`] (the upstream credential from
 //!   [`secrets`], or a SigV4 signature), then [`accounting`] along the response ([`usage`]
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod budgets;
 pub mod config_file;
 pub mod exchange;
+pub mod feed;
 pub mod gateway;
 pub mod metrics;
 pub mod pricing;
@@ -91,9 +93,12 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let service = ExternalProcessorServer::new(server::Processor::new(Arc::clone(&gateway)))
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+    // ext_proc and, on the same port, the filter's fast-path feed.
+    let routes =
+        tonic::service::Routes::from(feed::router(Arc::clone(&gateway))).add_service(service);
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(service);
+        .add_routes(routes);
 
     let listen_err = |source| RunError::Listen {
         addr: settings.listen.clone(),

@@ -159,7 +159,7 @@ impl Metrics {
             let labels = RequestLabels {
                 model: model_label(models, self.models_per_provider, r),
                 provider: truncate(&r.provider),
-                operation: operation_name(r.provider_type, &r.api_path),
+                operation: operation_name(&r.provider_type, &r.api_path),
             };
             let s = by_request.entry(labels).or_insert_with(RequestSeries::new);
             if r.usage_reported {

@@ -15,6 +15,7 @@
 //! sidecar or any upstream sees the request. Paths outside `/llm/v1/providers` pass untouched.
 
 pub mod credential;
+pub mod fast_path;
 pub mod request;
 pub mod table;
 

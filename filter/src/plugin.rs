@@ -1,14 +1,23 @@
 //! The proxy-wasm contexts: the root context parses the plugin configuration once; each HTTP
 //! context applies [`Request::route`] to its request.
 
+use crate::fast_path::{FastPath, FastTable};
 use crate::reply;
-use crate::request::{Decision, Request};
+use crate::request::{Decision, Forward, Request};
 use crate::table::ProviderTable;
+use aigw_core::feed::{
+    Snapshot, FLUSH_INTERVAL_MS, RECORDS_PATH, SIDECAR_CLUSTER, SNAPSHOT_PATH, VERSION_PARAM,
+};
 use aigw_core::handoff::{CREDENTIAL_PROPERTY, ROUTE_PROPERTY, UPSTREAM_SCHEME_HEADER};
-use log::{debug, error, info};
+use aigw_metering::accounting::{Accounting, RequestInfo, CONVERSATION_HEADER};
+use aigw_metering::request_body::{self, UsageChunkFilter};
+use aigw_metering::usage::{self, ApiFormat};
+use log::{debug, error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -18,9 +27,56 @@ proxy_wasm::main! {{
 #[derive(Default)]
 struct Root {
     table: Rc<ProviderTable>,
+    fast: Rc<RefCell<FastPath>>,
 }
 
-impl Context for Root {}
+fn now_ms(ctx: &dyn Context) -> u64 {
+    ctx.get_current_time()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let status = self.get_http_call_response_header(":status");
+        let now = now_ms(self);
+        let mut fast = self.fast.borrow_mut();
+        if fast.poll_in_flight == Some(token) {
+            fast.poll_in_flight = None;
+            match status.as_deref() {
+                Some("204") => fast.confirmed(now, None),
+                Some("200") => {
+                    let body = self
+                        .get_http_call_response_body(0, body_size)
+                        .unwrap_or_default();
+                    match serde_json::from_slice::<Snapshot>(&body)
+                        .map_err(|e| e.to_string())
+                        .and_then(FastTable::new)
+                    {
+                        Ok(t) => {
+                            debug!("aigw: fast-path snapshot {}", t.version());
+                            fast.confirmed(now, Some(t));
+                        }
+                        Err(e) => warn!("aigw: fast-path snapshot unreadable: {e}"),
+                    }
+                }
+                s => debug!("aigw: fast-path snapshot poll answered {s:?}"),
+            }
+        } else if fast.flush_in_flight == Some(token) {
+            let delivered = status.as_deref() == Some("200");
+            if !delivered {
+                warn!("aigw: usage records not accepted by the sidecar ({status:?}); {} bytes kept for the next try", fast.pending_bytes());
+            }
+            fast.flushed(delivered);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -34,7 +90,14 @@ impl RootContext for Root {
         };
         match ProviderTable::from_json(json) {
             Ok(t) => {
-                info!("aigw: {} provider(s) configured", t.len());
+                info!(
+                    "aigw: {} provider(s) configured, fast path {}",
+                    t.len(),
+                    if t.fast_path { "on" } else { "off" }
+                );
+                if t.fast_path {
+                    self.set_tick_period(Duration::from_millis(FLUSH_INTERVAL_MS));
+                }
                 self.table = Rc::new(t);
                 true
             }
@@ -45,9 +108,63 @@ impl RootContext for Root {
         }
     }
 
+    /// Off the request path: refresh the snapshot, send the records.
+    fn on_tick(&mut self) {
+        let now = now_ms(self);
+        let mut fast = self.fast.borrow_mut();
+        if fast.poll_due(now) {
+            let path = match fast.version() {
+                Some(v) => format!("{SNAPSHOT_PATH}?{VERSION_PARAM}={v}"),
+                None => SNAPSHOT_PATH.to_string(),
+            };
+            let headers = vec![
+                (":method", "GET"),
+                (":path", path.as_str()),
+                (":authority", SIDECAR_CLUSTER),
+            ];
+            match self.dispatch_http_call(
+                SIDECAR_CLUSTER,
+                headers,
+                None,
+                vec![],
+                Duration::from_secs(1),
+            ) {
+                Ok(token) => fast.polled(now, token),
+                Err(e) => {
+                    fast.polled(now, 0);
+                    fast.poll_in_flight = None;
+                    debug!("aigw: fast-path snapshot poll not sent: {e:?}");
+                }
+            }
+        }
+        if let Some(batch) = fast.next_batch() {
+            let headers = vec![
+                (":method", "POST"),
+                (":path", RECORDS_PATH),
+                (":authority", SIDECAR_CLUSTER),
+                ("content-type", "application/x-ndjson"),
+            ];
+            match self.dispatch_http_call(
+                SIDECAR_CLUSTER,
+                headers,
+                Some(batch),
+                vec![],
+                Duration::from_secs(5),
+            ) {
+                Ok(token) => fast.flush_in_flight = Some(token),
+                Err(e) => {
+                    warn!("aigw: usage records not sent: {e:?}");
+                    fast.flushed(false);
+                }
+            }
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Exchange {
             table: Rc::clone(&self.table),
+            fast: Rc::clone(&self.fast),
+            meter: None,
         }))
     }
 
@@ -58,12 +175,24 @@ impl RootContext for Root {
 
 struct Exchange {
     table: Rc<ProviderTable>,
+    fast: Rc<RefCell<FastPath>>,
+    /// A fast-path call's accounting, from its request headers to its end.
+    meter: Option<Meter>,
+}
+
+struct Meter {
+    accounting: Accounting,
+    openai_chat: bool,
+    /// Waiting for the whole request body (model, stream, `include_usage`).
+    reading_body: bool,
+    /// Set when the filter added `include_usage` the client did not ask for.
+    usage_chunk_filter: Option<UsageChunkFilter>,
 }
 
 impl Context for Exchange {}
 
 impl HttpContext for Exchange {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // One hostcall for the whole map: we need :path, every credential header, and to
         // see that no internal header came from the client.
         let headers = self.get_http_request_headers();
@@ -76,23 +205,188 @@ impl HttpContext for Exchange {
                 Action::Pause
             }
             Decision::Forward(f) => {
-                let p = &f.provider.config;
                 for h in f.removed_headers() {
                     self.set_http_request_header(h, None);
                 }
+                let p = &f.provider.config;
                 self.set_http_request_header(":path", Some(&f.path));
                 self.set_http_request_header(":authority", Some(&p.upstream.authority));
-                self.set_http_request_header(
-                    UPSTREAM_SCHEME_HEADER,
-                    Some(p.upstream.scheme.as_str()),
-                );
-                self.set_property(vec![ROUTE_PROPERTY], Some(f.provider.route_line.as_bytes()));
-                self.set_property(vec![CREDENTIAL_PROPERTY], Some(f.credential.as_bytes()));
+                let action = if self.try_fast_path(&f, &headers, end_of_stream) {
+                    let scheme = p.upstream.scheme.as_str();
+                    self.set_http_request_header(
+                        UPSTREAM_SCHEME_HEADER,
+                        Some(&format!("{scheme}-fast")),
+                    );
+                    Action::Continue
+                } else {
+                    self.set_http_request_header(
+                        UPSTREAM_SCHEME_HEADER,
+                        Some(p.upstream.scheme.as_str()),
+                    );
+                    self.set_property(vec![ROUTE_PROPERTY], Some(f.provider.route_line.as_bytes()));
+                    self.set_property(vec![CREDENTIAL_PROPERTY], Some(f.credential.as_bytes()));
+                    Action::Continue
+                };
                 // Header changes clear the route cache on this ABI; say so explicitly anyway,
                 // since Envoy ties the automatic clear to the ABI version.
                 let _ = proxy_wasm::hostcalls::call_foreign_function("clear_route_cache", None);
-                Action::Continue
+                action
             }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(m) = self.meter.as_mut().filter(|m| m.reading_body) else {
+            return Action::Continue;
+        };
+        if !end_of_stream {
+            return Action::Pause; // Envoy buffers until the end (route body limit: 413)
+        }
+        m.reading_body = false;
+        let openai_chat = m.openai_chat;
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        // Not JSON: forwarded as sent; the upstream will say why (as on the sidecar path).
+        let facts = request_body::read(&body, openai_chat).unwrap_or_default();
+        if let Some(new_body) = &facts.rewritten {
+            // The headers went on without `content-length` (see `try_fast_path`).
+            self.set_http_request_body(0, body_size, new_body);
+        }
+        if let Some(m) = self.meter.as_mut() {
+            m.accounting.streamed |= facts.stream;
+            if m.accounting.model_requested.is_none() {
+                m.accounting.model_requested = facts.model;
+            }
+            if facts.rewritten.is_some() {
+                m.usage_chunk_filter = Some(UsageChunkFilter::default());
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.meter.is_none() {
+            return Action::Continue;
+        }
+        let status = self
+            .get_http_response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut done = end_of_stream;
+        if let Some(mut m) = self.meter.take() {
+            if status >= 400 {
+                m.usage_chunk_filter = None; // an error answer carries no usage chunk
+            }
+            m.accounting
+                .on_response_headers(status, |name| self.get_http_response_header(name));
+            done |= !m.accounting.is_metered();
+            self.meter = Some(m);
+        }
+        if done {
+            self.finish(false);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.meter.is_none() {
+            return Action::Continue;
+        }
+        let chunk = if body_size > 0 {
+            self.get_http_response_body(0, body_size)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let Some(m) = self.meter.as_mut() else {
+            return Action::Continue;
+        };
+        m.accounting.on_response_body(&chunk);
+        if let Some(f) = &mut m.usage_chunk_filter {
+            let out = f.filter(&chunk, end_of_stream);
+            if out != chunk {
+                self.set_http_response_body(0, body_size, &out);
+            }
+        }
+        if end_of_stream {
+            self.finish(false);
+        }
+        Action::Continue
+    }
+
+    /// The stream is over; a fast-path call not finished by now lost its client.
+    fn on_log(&mut self) {
+        self.finish(true);
+    }
+}
+
+impl Exchange {
+    /// Admits the call to the fast path if the sidecar's snapshot allows it: sets the
+    /// upstream credential and starts the call's accounting.
+    fn try_fast_path(
+        &mut self,
+        f: &Forward<'_>,
+        headers: &[(String, String)],
+        end_of_stream: bool,
+    ) -> bool {
+        let p = &f.provider.config;
+        let Some(fast) = self.fast.borrow().table(now_ms(self)) else {
+            return false;
+        };
+        let Some(admitted) = fast.admit(&p.name, f.credential) else {
+            return false;
+        };
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        for (name, value) in &admitted.provider.set_headers {
+            self.set_http_request_header(name, Some(value));
+        }
+        for (name, value) in &admitted.provider.default_headers {
+            if header(name).is_none() {
+                self.set_http_request_header(name, Some(value));
+            }
+        }
+        let method = header(":method").unwrap_or("GET");
+        let accounting = Accounting::new(RequestInfo {
+            request_id: header("x-request-id").unwrap_or(""),
+            provider: &p.name,
+            kind: p.kind,
+            method,
+            path: &f.path,
+            principal: admitted.principal.clone(),
+            conversation_id: header(CONVERSATION_HEADER),
+        });
+        if accounting.is_metered() {
+            // Usage must be readable: ask the upstream for an uncompressed answer.
+            self.set_http_request_header("accept-encoding", None);
+        }
+        let openai_chat = matches!(
+            usage::detect(p.kind, method, &f.path, None),
+            Some(ApiFormat::OpenaiChat(_))
+        );
+        if openai_chat && !end_of_stream {
+            // The body may get `include_usage`, and only the body says so; the headers cannot
+            // wait for it (a paused request's body is not delivered to the filter), so the
+            // upstream gets the body without a length (HTTP/2 DATA frames, HTTP/1.1 chunked).
+            self.set_http_request_header("content-length", None);
+        }
+        self.meter = Some(Meter {
+            reading_body: accounting.is_metered() && !end_of_stream,
+            accounting,
+            openai_chat,
+            usage_chunk_filter: None,
+        });
+        true
+    }
+
+    /// Queues the call's record for the sidecar, once.
+    fn finish(&mut self, client_gone: bool) {
+        if let Some(m) = self.meter.take() {
+            let record = m.accounting.finish(client_gone);
+            self.fast.borrow_mut().push_record(&record);
         }
     }
 }

@@ -16,6 +16,8 @@ pub struct ProviderEntry {
 #[derive(Debug, Default)]
 pub struct ProviderTable {
     by_name: HashMap<String, ProviderEntry>,
+    /// The config's `fast_path` switch.
+    pub fast_path: bool,
 }
 
 impl ProviderTable {
@@ -24,6 +26,7 @@ impl ProviderTable {
     }
 
     pub fn new(config: GatewayConfig) -> Self {
+        let fast_path = config.fast_path;
         let by_name = config
             .providers
             .into_iter()
@@ -38,7 +41,7 @@ impl ProviderTable {
                 )
             })
             .collect();
-        Self { by_name }
+        Self { by_name, fast_path }
     }
 
     pub fn get(&self, name: &str) -> Option<&ProviderEntry> {

@@ -173,7 +173,7 @@ impl Accounting {
             time_ms: self.start_ms,
             request_id: std::mem::take(&mut self.request_id),
             provider: std::mem::take(&mut self.provider),
-            provider_type: self.kind.as_str(),
+            provider_type: self.kind.as_str().into(),
             model_requested: self.model_requested.take(),
             model_answered,
             principal: std::mem::take(&mut self.principal.subject),

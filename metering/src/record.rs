@@ -6,6 +6,7 @@
 use crate::usage::Usage;
 use aigw_core::ProviderKind;
 use serde::{Deserialize, Deserializer, Serialize};
+use std::borrow::Cow;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +39,7 @@ pub struct UsageRecord {
     pub provider: String,
     /// `openai`, `anthropic`, `google`, `bedrock`, `openai-compatible`.
     #[serde(deserialize_with = "provider_type")]
-    pub provider_type: &'static str,
+    pub provider_type: Cow<'static, str>,
     pub model_requested: Option<String>,
     pub model_answered: Option<String>,
     /// The principal's subject (API key name or token subject).
@@ -81,7 +82,7 @@ impl UsageRecord {
         if !self.needs_price() {
             return;
         }
-        let Some(kind) = ProviderKind::parse(self.provider_type) else {
+        let Some(kind) = ProviderKind::parse(&self.provider_type) else {
             self.unpriced_reason = Some(format!("unknown provider type '{}'", self.provider_type));
             return;
         };
@@ -97,9 +98,9 @@ impl UsageRecord {
 }
 
 /// Provider types are a closed set; a record naming another is refused.
-fn provider_type<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
-    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+fn provider_type<'de, D: Deserializer<'de>>(d: D) -> Result<Cow<'static, str>, D::Error> {
+    let s = <Cow<'de, str>>::deserialize(d)?;
     ProviderKind::parse(&s)
-        .map(ProviderKind::as_str)
+        .map(|k| Cow::Borrowed(k.as_str()))
         .ok_or_else(|| serde::de::Error::custom(format!("unknown provider type '{s}'")))
 }

@@ -85,6 +85,11 @@ impl ApiKeys {
         self.entries.len()
     }
 
+    /// Each key's SHA-256 digest and principal (for the filter's fast-path snapshot).
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8; 32], &Arc<Principal>)> {
+        self.entries.iter().map(|(d, p)| (d, p))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -130,13 +130,13 @@ fn sample_records() -> Vec<UsageRecord> {
     limited.usage_reported = false;
     limited.usage = Default::default();
     let mut claude = record(JAN_31, "anthropic", "claude-sonnet-4");
-    claude.provider_type = "anthropic";
+    claude.provider_type = "anthropic".into();
     claude.api_path = "/v1/messages".into();
     claude.streamed = true;
     claude.ttfb_ms = Some(5);
     claude.usage.input = 10_000;
     let mut gone = record(JAN_31, "bedrock-east", "anthropic.claude-3-haiku");
-    gone.provider_type = "bedrock";
+    gone.provider_type = "bedrock".into();
     gone.api_path = "/model/anthropic.claude-3-haiku/converse-stream".into();
     gone.status = 0;
     gone.usage_reported = false;

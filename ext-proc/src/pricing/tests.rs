@@ -27,7 +27,10 @@ fn cost(kind: ProviderKind, model: &str, usage: &Usage) -> Cost {
 }
 
 fn extract_fixture(format: ApiFormat, name: &str) -> Usage {
-    let path = format!("{}/../metering/tests/fixtures/usage/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../metering/tests/fixtures/usage/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let mut x = UsageExtractor::new(format, None, None);
     x.feed(&std::fs::read(path).unwrap());
     x.finish().usage.unwrap()

@@ -55,7 +55,7 @@ pub fn records_csv(records: &[UsageRecord]) -> String {
             format_rfc3339(r.time_ms),
             field(&r.request_id),
             field(&r.provider),
-            field(r.provider_type),
+            field(&r.provider_type),
             text(&r.model_requested),
             text(&r.model_answered),
             field(&r.principal),

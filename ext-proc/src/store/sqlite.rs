@@ -187,7 +187,7 @@ impl UsageStore for SqliteStore {
                     r.time_ms,
                     r.request_id,
                     r.provider,
-                    r.provider_type,
+                    r.provider_type.as_ref(),
                     r.model_requested,
                     r.model_answered,
                     model,
@@ -435,7 +435,9 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
         request_id: row.get(1)?,
         provider: row.get(2)?,
         // The record holds a `&'static str`: the kinds this build knows, else `unknown`.
-        provider_type: ProviderKind::parse(&provider_type).map_or("unknown", ProviderKind::as_str),
+        provider_type: ProviderKind::parse(&provider_type)
+            .map_or("unknown", ProviderKind::as_str)
+            .into(),
         model_requested: row.get(4)?,
         model_answered: model_answered.clone(),
         principal: row.get(6)?,

@@ -19,7 +19,7 @@ pub(crate) fn record(time_ms: i64, provider: &str, model: &str) -> UsageRecord {
         time_ms,
         request_id: format!("req-{time_ms}"),
         provider: provider.to_string(),
-        provider_type: "openai",
+        provider_type: "openai".into(),
         model_requested: Some(model.to_string()),
         model_answered: Some(format!("{model}-2025-01-01")),
         principal: "team-a".to_string(),

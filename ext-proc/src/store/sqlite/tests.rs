@@ -101,7 +101,7 @@ fn a_database_from_a_newer_build_is_refused() {
 #[test]
 fn records_round_trip_in_time_order_within_a_half_open_range() {
     let mut full = record(JAN_31 + 2, "anthropic", "claude-sonnet-4");
-    full.provider_type = "anthropic";
+    full.provider_type = "anthropic".into();
     full.agent = Some("planner".into());
     full.streamed = true;
     full.status = 529;

@@ -1,0 +1,209 @@
+//! The fast path: calls the filter completes without the sidecar's round trip.
+//!
+//! The sidecar decides what qualifies and says so in a [`Snapshot`] the filter polls
+//! (see [`aigw_core::feed`]): gateway API keys (as SHA-256 digests) with the providers each
+//! may use on the fast path (access allowed, no budget to reserve against), and those
+//! providers' upstream credential headers. A call whose key and provider are both listed is
+//! rewritten and metered here; any other call (OIDC tokens, unknown keys, budgets, Bedrock,
+//! model lists, a snapshot gone stale, a backlog of unsent records) takes the sidecar path,
+//! which answers every error itself. So the fast path changes no answer, only its cost.
+//!
+//! [`FastPath`] is the per-VM state shared by the root context (polling, flushing) and the
+//! HTTP contexts (admission, records); a VM is single-threaded, so it sits in a `RefCell`.
+
+use aigw_core::feed::{
+    FastProvider, Snapshot, MAX_PENDING_RECORD_BYTES, POLL_INTERVAL_MS, STALE_AFTER_MS,
+};
+use aigw_metering::accounting::Principal;
+use aigw_metering::record::UsageRecord;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// One snapshot, indexed for lookups.
+#[derive(Debug, Default)]
+pub struct FastTable {
+    version: String,
+    keys: HashMap<[u8; 32], FastKey>,
+    providers: HashMap<String, FastProvider>,
+}
+
+#[derive(Debug)]
+struct FastKey {
+    principal: Principal,
+    providers: Vec<String>,
+}
+
+/// A call admitted to the fast path.
+#[derive(Debug)]
+pub struct Admitted<'a> {
+    pub principal: &'a Principal,
+    pub provider: &'a FastProvider,
+}
+
+impl FastTable {
+    /// Indexes a snapshot; a key digest that is not 64 hex digits is refused.
+    pub fn new(s: Snapshot) -> Result<Self, String> {
+        let mut keys = HashMap::with_capacity(s.keys.len());
+        for k in s.keys {
+            let digest = parse_hex32(&k.sha256)
+                .ok_or_else(|| format!("key '{}': sha256 is not 64 hex digits", k.subject))?;
+            keys.insert(
+                digest,
+                FastKey {
+                    principal: Principal {
+                        subject: k.subject,
+                        user: k.user,
+                        agent: k.agent,
+                    },
+                    providers: k.providers,
+                },
+            );
+        }
+        let providers = s
+            .providers
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
+        Ok(Self {
+            version: s.version,
+            keys,
+            providers,
+        })
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The principal and provider, if `credential` may use `provider` on the fast path.
+    /// The lookup is by digest, so timing says nothing useful about the key.
+    pub fn admit(&self, provider: &str, credential: &str) -> Option<Admitted<'_>> {
+        if credential.is_empty() {
+            return None;
+        }
+        let p = self.providers.get(provider)?;
+        let digest: [u8; 32] = Sha256::digest(credential.as_bytes()).into();
+        let key = self.keys.get(&digest)?;
+        key.providers
+            .iter()
+            .any(|n| n == provider)
+            .then_some(Admitted {
+                principal: &key.principal,
+                provider: p,
+            })
+    }
+}
+
+/// The per-VM fast-path state.
+#[derive(Debug, Default)]
+pub struct FastPath {
+    table: Option<Rc<FastTable>>,
+    /// When the sidecar last confirmed the table (a new one or "unchanged"), Unix ms.
+    confirmed_ms: u64,
+    last_poll_ms: u64,
+    pub poll_in_flight: Option<u32>,
+    /// Records (JSON lines) not yet sent, and the batch on its way.
+    outbox: Vec<u8>,
+    sending: Vec<u8>,
+    pub flush_in_flight: Option<u32>,
+}
+
+/// Largest batch per POST: whole lines, under the sidecar's body limit.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+impl FastPath {
+    /// The table, if it is fresh and there is room for the call's record.
+    pub fn table(&self, now_ms: u64) -> Option<Rc<FastTable>> {
+        let fresh = now_ms.saturating_sub(self.confirmed_ms) <= STALE_AFTER_MS;
+        let room = self.outbox.len() + self.sending.len() < MAX_PENDING_RECORD_BYTES;
+        self.table.as_ref().filter(|_| fresh && room).cloned()
+    }
+
+    /// Whether to poll now: none in flight, and the interval has passed.
+    pub fn poll_due(&self, now_ms: u64) -> bool {
+        self.poll_in_flight.is_none()
+            && now_ms.saturating_sub(self.last_poll_ms) >= POLL_INTERVAL_MS
+    }
+
+    pub fn polled(&mut self, now_ms: u64, token: u32) {
+        self.last_poll_ms = now_ms;
+        self.poll_in_flight = Some(token);
+    }
+
+    /// The version to send with the poll, so an unchanged snapshot costs an empty answer.
+    pub fn version(&self) -> Option<&str> {
+        self.table.as_ref().map(|t| t.version())
+    }
+
+    /// The sidecar answered the poll: a new table, or `None` for "unchanged".
+    pub fn confirmed(&mut self, now_ms: u64, table: Option<FastTable>) {
+        if let Some(t) = table {
+            self.table = Some(Rc::new(t));
+        }
+        self.confirmed_ms = now_ms;
+    }
+
+    pub fn push_record(&mut self, r: &UsageRecord) {
+        if serde_json::to_writer(&mut self.outbox, r).is_ok() {
+            self.outbox.push(b'\n');
+        }
+    }
+
+    /// The next batch to send (whole lines, at most [`MAX_BATCH_BYTES`] unless one line is
+    /// longer), if none is on its way.
+    pub fn next_batch(&mut self) -> Option<&[u8]> {
+        if self.flush_in_flight.is_some() || self.outbox.is_empty() {
+            return None;
+        }
+        let cut = if self.outbox.len() <= MAX_BATCH_BYTES {
+            self.outbox.len()
+        } else {
+            match self.outbox[..MAX_BATCH_BYTES]
+                .iter()
+                .rposition(|&b| b == b'\n')
+            {
+                Some(i) => i + 1,
+                None => self
+                    .outbox
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(self.outbox.len(), |i| i + 1),
+            }
+        };
+        let rest = self.outbox.split_off(cut);
+        self.sending = std::mem::replace(&mut self.outbox, rest);
+        Some(&self.sending)
+    }
+
+    /// The batch arrived (`true`) or must be sent again (`false`, ahead of newer records).
+    pub fn flushed(&mut self, delivered: bool) {
+        self.flush_in_flight = None;
+        let mut batch = std::mem::take(&mut self.sending);
+        if !delivered {
+            batch.extend_from_slice(&self.outbox);
+            self.outbox = batch;
+        }
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.outbox.len() + self.sending.len()
+    }
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;
