@@ -33,8 +33,8 @@
 //! `refusal` → `content_filter`.
 
 use crate::openai::{
-    self, ChatRequest, ChunkWriter, FinishReason, Image, Message, ResponseFormat,
-    ResponseMeta, ToolCall, ToolChoice, Usage, UserPart,
+    self, ChatRequest, ChunkWriter, FinishReason, Image, Message, ResponseFormat, ResponseMeta,
+    ToolCall, ToolChoice, Usage, UserPart,
 };
 use crate::sse::{SseDecoder, SseEvent};
 use crate::{push_turn, split_system, StreamTranslator, TranslateError, TranslatedRequest};
@@ -75,13 +75,22 @@ pub fn translate_request(
     opts: &AnthropicOptions,
 ) -> Result<TranslatedRequest, TranslateError> {
     if req.seed.is_some() {
-        return Err(TranslateError::unsupported("seed", "Anthropic has no sampling seed"));
+        return Err(TranslateError::unsupported(
+            "seed",
+            "Anthropic has no sampling seed",
+        ));
     }
     if req.frequency_penalty.is_some() {
-        return Err(TranslateError::unsupported("frequency_penalty", "Anthropic has no penalties"));
+        return Err(TranslateError::unsupported(
+            "frequency_penalty",
+            "Anthropic has no penalties",
+        ));
     }
     if req.presence_penalty.is_some() {
-        return Err(TranslateError::unsupported("presence_penalty", "Anthropic has no penalties"));
+        return Err(TranslateError::unsupported(
+            "presence_penalty",
+            "Anthropic has no penalties",
+        ));
     }
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
@@ -94,7 +103,12 @@ pub fn translate_request(
     if !system.is_empty() {
         body.insert(
             "system".into(),
-            Value::Array(system.iter().map(|t| json!({"type": "text", "text": t})).collect()),
+            Value::Array(
+                system
+                    .iter()
+                    .map(|t| json!({"type": "text", "text": t}))
+                    .collect(),
+            ),
         );
     }
 
@@ -122,7 +136,11 @@ pub fn translate_request(
                 }
                 push_turn(&mut turns, "user", blocks);
             }
-            Message::Assistant { text, tool_calls, index } => {
+            Message::Assistant {
+                text,
+                tool_calls,
+                index,
+            } => {
                 let mut blocks = Vec::new();
                 for t in text.iter().filter(|t| !t.is_empty()) {
                     blocks.push(json!({"type": "text", "text": t}));
@@ -131,17 +149,28 @@ pub fn translate_request(
                     let path = format!("messages[{index}].tool_calls[{k}].function.arguments");
                     let input = c.arguments_value(&path)?;
                     if !input.is_object() {
-                        return Err(TranslateError::invalid(path, "arguments must be a JSON object"));
+                        return Err(TranslateError::invalid(
+                            path,
+                            "arguments must be a JSON object",
+                        ));
                     }
-                    blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
+                    blocks.push(
+                        json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}),
+                    );
                 }
                 push_turn(&mut turns, "assistant", blocks);
             }
-            Message::Tool { tool_call_id, content, .. } => {
+            Message::Tool {
+                tool_call_id,
+                content,
+                ..
+            } => {
                 push_turn(
                     &mut turns,
                     "user",
-                    vec![json!({"type": "tool_result", "tool_use_id": tool_call_id, "content": content})],
+                    vec![
+                        json!({"type": "tool_result", "tool_use_id": tool_call_id, "content": content}),
+                    ],
                 );
             }
             Message::System { .. } => unreachable!("split_system leaves none"),
@@ -166,7 +195,10 @@ pub fn translate_request(
             ));
         }
         if !(0.0..=1.0).contains(&t) {
-            return Err(TranslateError::unsupported("temperature", "Anthropic accepts 0 to 1"));
+            return Err(TranslateError::unsupported(
+                "temperature",
+                "Anthropic accepts 0 to 1",
+            ));
         }
         body.insert("temperature".into(), json!(t));
     }
@@ -213,7 +245,10 @@ pub fn translate_request(
             .collect();
         body.insert("tools".into(), Value::Array(tools));
     } else if req.tool_choice.is_some() {
-        return Err(TranslateError::invalid("tool_choice", "tool_choice needs tools"));
+        return Err(TranslateError::invalid(
+            "tool_choice",
+            "tool_choice needs tools",
+        ));
     }
     let no_parallel = req.parallel_tool_calls == Some(false);
     let choice = match (&req.tool_choice, req.tools.is_empty()) {
@@ -337,8 +372,16 @@ pub fn translate_response(body: &[u8], meta: &ResponseMeta) -> Result<Value, Tra
                 .get_or_insert_with(String::new)
                 .push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
             Some("tool_use") => calls.push(ToolCall {
-                id: b.get("id").and_then(Value::as_str).unwrap_or("").to_string(),
-                name: b.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                id: b
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                name: b
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
                 arguments: serde_json::to_string(b.get("input").unwrap_or(&json!({})))
                     .unwrap_or_default(),
             }),
@@ -350,7 +393,10 @@ pub fn translate_response(body: &[u8], meta: &ResponseMeta) -> Result<Value, Tra
         usage.update(u);
     }
     let id = v.get("id").and_then(Value::as_str).unwrap_or(&meta.id);
-    let model = v.get("model").and_then(Value::as_str).unwrap_or(&meta.model);
+    let model = v
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(&meta.model);
     Ok(openai::completion(
         id,
         model,
@@ -391,7 +437,11 @@ impl AnthropicStreamTranslator {
         let v: Value = match serde_json::from_slice(e.data) {
             Ok(v) => v,
             Err(err) => {
-                self.w.error(&format!("upstream sent an unreadable event: {err}"), "api_error", out);
+                self.w.error(
+                    &format!("upstream sent an unreadable event: {err}"),
+                    "api_error",
+                    out,
+                );
                 return;
             }
         };
@@ -435,9 +485,9 @@ impl AnthropicStreamTranslator {
                 let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
                 let d = &v["delta"];
                 match d.get("type").and_then(Value::as_str) {
-                    Some("text_delta") => {
-                        self.w.content(d.get("text").and_then(Value::as_str).unwrap_or(""), out)
-                    }
+                    Some("text_delta") => self
+                        .w
+                        .content(d.get("text").and_then(Value::as_str).unwrap_or(""), out),
                     Some("input_json_delta") => {
                         if let Some(&(_, t)) = self.tool_blocks.iter().find(|(b, _)| *b == index) {
                             let frag = d.get("partial_json").and_then(Value::as_str).unwrap_or("");
@@ -457,12 +507,19 @@ impl AnthropicStreamTranslator {
                 }
             }
             "message_stop" => {
-                self.w.finish(finish_reason(self.stop_reason.as_deref()), out);
+                self.w
+                    .finish(finish_reason(self.stop_reason.as_deref()), out);
                 self.w.end(Some(self.usage.to_openai()), out);
             }
             "error" => {
-                let msg = v.pointer("/error/message").and_then(Value::as_str).unwrap_or("upstream error");
-                let kind = v.pointer("/error/type").and_then(Value::as_str).unwrap_or("api_error");
+                let msg = v
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upstream error");
+                let kind = v
+                    .pointer("/error/type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("api_error");
                 self.w.error(msg, kind, out);
             }
             _ => {} // ping, content_block_stop, and event types added later

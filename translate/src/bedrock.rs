@@ -37,8 +37,8 @@
 
 use crate::eventstream::FrameDecoder;
 use crate::openai::{
-    self, ChatRequest, ChunkWriter, FinishReason, Image, Message, ResponseFormat,
-    ResponseMeta, ToolCall, ToolChoice, Usage, UserPart,
+    self, ChatRequest, ChunkWriter, FinishReason, Image, Message, ResponseFormat, ResponseMeta,
+    ToolCall, ToolChoice, Usage, UserPart,
 };
 use crate::{push_turn, split_system, StreamTranslator, TranslateError, TranslatedRequest};
 use serde_json::{json, Map, Value};
@@ -66,18 +66,30 @@ fn image_format(media_type: &str) -> Option<&'static str> {
     }
 }
 
-pub fn translate_request(req: &ChatRequest, model: &str) -> Result<TranslatedRequest, TranslateError> {
+pub fn translate_request(
+    req: &ChatRequest,
+    model: &str,
+) -> Result<TranslatedRequest, TranslateError> {
     if model.is_empty() {
         return Err(TranslateError::invalid("model", "empty Bedrock model id"));
     }
     if req.seed.is_some() {
-        return Err(TranslateError::unsupported("seed", "Bedrock Converse has no sampling seed"));
+        return Err(TranslateError::unsupported(
+            "seed",
+            "Bedrock Converse has no sampling seed",
+        ));
     }
     if req.frequency_penalty.is_some() {
-        return Err(TranslateError::unsupported("frequency_penalty", "Bedrock Converse has no penalties"));
+        return Err(TranslateError::unsupported(
+            "frequency_penalty",
+            "Bedrock Converse has no penalties",
+        ));
     }
     if req.presence_penalty.is_some() {
-        return Err(TranslateError::unsupported("presence_penalty", "Bedrock Converse has no penalties"));
+        return Err(TranslateError::unsupported(
+            "presence_penalty",
+            "Bedrock Converse has no penalties",
+        ));
     }
     let mut body = Map::new();
     let (system, conversation) = split_system(req)?;
@@ -114,7 +126,11 @@ pub fn translate_request(req: &ChatRequest, model: &str) -> Result<TranslatedReq
                 }
                 push_turn(&mut turns, "user", out);
             }
-            Message::Assistant { text, tool_calls, index } => {
+            Message::Assistant {
+                text,
+                tool_calls,
+                index,
+            } => {
                 let mut out = Vec::new();
                 for t in text.iter().filter(|t| !t.is_empty()) {
                     out.push(json!({"text": t}));
@@ -122,15 +138,23 @@ pub fn translate_request(req: &ChatRequest, model: &str) -> Result<TranslatedReq
                 for (k, c) in tool_calls.iter().enumerate() {
                     let path = format!("messages[{index}].tool_calls[{k}].function.arguments");
                     let input = c.arguments_value(&path)?;
-                    out.push(json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": input}}));
+                    out.push(
+                        json!({"toolUse": {"toolUseId": c.id, "name": c.name, "input": input}}),
+                    );
                 }
                 push_turn(&mut turns, "assistant", out);
             }
-            Message::Tool { tool_call_id, content, .. } => {
+            Message::Tool {
+                tool_call_id,
+                content,
+                ..
+            } => {
                 push_turn(
                     &mut turns,
                     "user",
-                    vec![json!({"toolResult": {"toolUseId": tool_call_id, "content": [{"text": content}]}})],
+                    vec![
+                        json!({"toolResult": {"toolUseId": tool_call_id, "content": [{"text": content}]}}),
+                    ],
                 );
             }
             Message::System { .. } => unreachable!("split_system leaves none"),
@@ -204,7 +228,10 @@ pub fn translate_request(req: &ChatRequest, model: &str) -> Result<TranslatedReq
         }
         body.insert("toolConfig".into(), cfg);
     } else if req.tool_choice.is_some() {
-        return Err(TranslateError::invalid("tool_choice", "tool_choice needs tools"));
+        return Err(TranslateError::invalid(
+            "tool_choice",
+            "tool_choice needs tools",
+        ));
     }
 
     match &req.response_format {
@@ -215,9 +242,17 @@ pub fn translate_request(req: &ChatRequest, model: &str) -> Result<TranslatedReq
                 "Bedrock Converse has no schema-less JSON mode; send a json_schema",
             ))
         }
-        Some(ResponseFormat::JsonSchema { name, description, schema, .. }) => {
+        Some(ResponseFormat::JsonSchema {
+            name,
+            description,
+            schema,
+            ..
+        }) => {
             let mut js = Map::new();
-            js.insert("schema".into(), json!(serde_json::to_string(schema).unwrap_or_default()));
+            js.insert(
+                "schema".into(),
+                json!(serde_json::to_string(schema).unwrap_or_default()),
+            );
             js.insert("name".into(), json!(name));
             if let Some(d) = description {
                 js.insert("description".into(), json!(d));
@@ -229,7 +264,11 @@ pub fn translate_request(req: &ChatRequest, model: &str) -> Result<TranslatedReq
         }
     }
 
-    let op = if req.stream { "converse-stream" } else { "converse" };
+    let op = if req.stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
     Ok(TranslatedRequest {
         path: format!("/model/{}/{op}", encode_model_id(model)),
         body: serde_json::to_vec(&Value::Object(body)).unwrap_or_default(),
@@ -254,7 +293,9 @@ pub fn usage(u: &Value) -> Usage {
     let read = get("cacheReadInputTokens");
     let write = get("cacheWriteInputTokens");
     Usage {
-        prompt_tokens: get("inputTokens").saturating_add(read).saturating_add(write),
+        prompt_tokens: get("inputTokens")
+            .saturating_add(read)
+            .saturating_add(write),
         completion_tokens: get("outputTokens"),
         cached_tokens: read,
         cache_write_tokens: write,
@@ -269,7 +310,9 @@ pub fn translate_response(body: &[u8], meta: &ResponseMeta) -> Result<Value, Tra
     let content = v
         .pointer("/output/message/content")
         .and_then(Value::as_array)
-        .ok_or_else(|| TranslateError::invalid("response.output.message.content", "Bedrock answer: missing"))?;
+        .ok_or_else(|| {
+            TranslateError::invalid("response.output.message.content", "Bedrock answer: missing")
+        })?;
     let mut text: Option<String> = None;
     let mut calls = Vec::new();
     for b in content {
@@ -277,9 +320,18 @@ pub fn translate_response(body: &[u8], meta: &ResponseMeta) -> Result<Value, Tra
             text.get_or_insert_with(String::new).push_str(t);
         } else if let Some(t) = b.get("toolUse") {
             calls.push(ToolCall {
-                id: t.get("toolUseId").and_then(Value::as_str).unwrap_or("").to_string(),
-                name: t.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
-                arguments: serde_json::to_string(t.get("input").unwrap_or(&json!({}))).unwrap_or_default(),
+                id: t
+                    .get("toolUseId")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                name: t
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                arguments: serde_json::to_string(t.get("input").unwrap_or(&json!({})))
+                    .unwrap_or_default(),
             });
         }
     }
@@ -317,7 +369,13 @@ impl BedrockStreamTranslator {
     /// One decoded frame: `message_type` is its `:message-type` (`event`, `exception`,
     /// `error`), `event_type` its `:event-type`, or `:exception-type` / `:error-code` for
     /// the others.
-    pub fn feed_event(&mut self, message_type: &str, event_type: &str, payload: &[u8], out: &mut Vec<u8>) {
+    pub fn feed_event(
+        &mut self,
+        message_type: &str,
+        event_type: &str,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) {
         if self.w.done() {
             return;
         }
@@ -335,7 +393,10 @@ impl BedrockStreamTranslator {
             "messageStart" => self.w.role(out),
             "contentBlockStart" => {
                 if let Some(t) = v.pointer("/start/toolUse") {
-                    let index = v.get("contentBlockIndex").and_then(Value::as_u64).unwrap_or(0);
+                    let index = v
+                        .get("contentBlockIndex")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0);
                     let tool_index = self.tool_blocks.len();
                     self.tool_blocks.push((index, tool_index));
                     let id = t.get("toolUseId").and_then(Value::as_str).unwrap_or("");
@@ -344,7 +405,10 @@ impl BedrockStreamTranslator {
                 }
             }
             "contentBlockDelta" => {
-                let index = v.get("contentBlockIndex").and_then(Value::as_u64).unwrap_or(0);
+                let index = v
+                    .get("contentBlockIndex")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
                 let d = &v["delta"];
                 if let Some(t) = d.get("text").and_then(Value::as_str) {
                     self.w.content(t, out);
@@ -355,7 +419,10 @@ impl BedrockStreamTranslator {
                 }
             }
             "messageStop" => {
-                self.w.finish(finish_reason(v.get("stopReason").and_then(Value::as_str)), out);
+                self.w.finish(
+                    finish_reason(v.get("stopReason").and_then(Value::as_str)),
+                    out,
+                );
             }
             "metadata" => {
                 if let Some(u) = v.get("usage") {
@@ -384,7 +451,9 @@ impl StreamTranslator for BedrockStreamTranslator {
             .unwrap_or("")
             .to_string();
             let payload = if mt == "error" && f.payload.is_empty() {
-                let m = f.header(":error-message").unwrap_or("upstream stream error");
+                let m = f
+                    .header(":error-message")
+                    .unwrap_or("upstream stream error");
                 serde_json::to_vec(&json!({ "message": m })).unwrap_or_default()
             } else {
                 f.payload
@@ -393,7 +462,11 @@ impl StreamTranslator for BedrockStreamTranslator {
         });
         self.frames = frames;
         if let Err(e) = r {
-            self.w.error(&format!("upstream stream unreadable: {e}"), "api_error", out);
+            self.w.error(
+                &format!("upstream stream unreadable: {e}"),
+                "api_error",
+                out,
+            );
         }
     }
 

@@ -90,7 +90,11 @@ fn check_json(expected_path: &Path, got: &Value, failures: &mut Vec<String>) {
         return;
     }
     if !expected_path.exists() {
-        failures.push(format!("{}: missing; got\n{}", expected_path.display(), serde_json::to_string_pretty(got).unwrap()));
+        failures.push(format!(
+            "{}: missing; got\n{}",
+            expected_path.display(),
+            serde_json::to_string_pretty(got).unwrap()
+        ));
         return;
     }
     let want = read_json(expected_path);
@@ -106,7 +110,12 @@ fn check_json(expected_path: &Path, got: &Value, failures: &mut Vec<String>) {
 
 fn finish(failures: Vec<String>, what: &str, count: usize) {
     assert!(count > 0, "no {what} fixtures found");
-    assert!(failures.is_empty(), "{} of {count} {what} fixtures failed:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} {what} fixtures failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -124,8 +133,11 @@ fn request_fixtures() {
             let body = serde_json::to_vec(&req).unwrap();
             let got = match translate_request(&target(t, options.as_ref()), &body, &model) {
                 Ok(r) => {
-                    let headers: serde_json::Map<String, Value> =
-                        r.headers.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+                    let headers: serde_json::Map<String, Value> = r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), json!(v)))
+                        .collect();
                     json!({
                         "path": r.path,
                         "headers": headers,
@@ -174,11 +186,20 @@ fn error_fixtures() {
             let body = serde_json::to_vec(&f["request"]).unwrap();
             let got = match translate_request(&target(t, f.get("options")), &body, &model) {
                 Ok(_) => json!({"ok": true}),
-                Err(TranslateError::Unsupported { field, .. }) => json!({"kind": "unsupported", "field": field}),
-                Err(TranslateError::Invalid { field, .. }) => json!({"kind": "invalid", "field": field}),
+                Err(TranslateError::Unsupported { field, .. }) => {
+                    json!({"kind": "unsupported", "field": field})
+                }
+                Err(TranslateError::Invalid { field, .. }) => {
+                    json!({"kind": "invalid", "field": field})
+                }
             };
             if got != f["error"] {
-                failures.push(format!("{}: want {} got {}", path.display(), f["error"], got));
+                failures.push(format!(
+                    "{}: want {} got {}",
+                    path.display(),
+                    f["error"],
+                    got
+                ));
             }
         }
     }
@@ -201,7 +222,10 @@ fn stream_input(t: &str, dir: &Path, case: &str) -> Option<Vec<u8>> {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
                 .collect();
-            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let h: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let payload = serde_json::to_vec(&f["payload"]).unwrap();
             bytes.extend(eventstream::encode_frame(&h, &payload));
         }
@@ -256,7 +280,11 @@ fn stream_fixtures_any_chunking() {
     let mut count = 0;
     for t in TARGETS {
         let dir = root().join(t).join("stream");
-        let suffix = if *t == "bedrock" { ".in.json" } else { ".in.sse" };
+        let suffix = if *t == "bedrock" {
+            ".in.json"
+        } else {
+            ".in.sse"
+        };
         for (case, _) in cases(&dir, suffix) {
             count += 1;
             let input = stream_input(t, &dir, &case).unwrap();
@@ -265,7 +293,12 @@ fn stream_fixtures_any_chunking() {
             for c in chunkings(input.len()) {
                 let got = run_stream(t, &input, include_usage, &c);
                 if got != whole {
-                    failures.push(format!("{t}/{case}: chunking {:?} differs:\n{}\n--- vs whole\n{}", &c[..c.len().min(8)], String::from_utf8_lossy(&got), String::from_utf8_lossy(&whole)));
+                    failures.push(format!(
+                        "{t}/{case}: chunking {:?} differs:\n{}\n--- vs whole\n{}",
+                        &c[..c.len().min(8)],
+                        String::from_utf8_lossy(&got),
+                        String::from_utf8_lossy(&whole)
+                    ));
                     break;
                 }
             }
@@ -282,7 +315,11 @@ fn stream_fixtures_any_chunking() {
                     String::from_utf8_lossy(&want),
                     String::from_utf8_lossy(&whole)
                 )),
-                Err(_) => failures.push(format!("{}: missing; got\n{}", expected.display(), String::from_utf8_lossy(&whole))),
+                Err(_) => failures.push(format!(
+                    "{}: missing; got\n{}",
+                    expected.display(),
+                    String::from_utf8_lossy(&whole)
+                )),
             }
             check_sse_shape(&whole, include_usage, &case, &mut failures);
         }
@@ -306,16 +343,31 @@ fn check_sse_shape(out: &[u8], include_usage: bool, case: &str, failures: &mut V
     if parsed.last() != Some(&"[DONE]") {
         return; // a cut or failed stream: no shape promise beyond the lines
     }
-    let chunks: Vec<Value> = parsed[..parsed.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
-    if chunks.first().map(|c| c["choices"][0]["delta"]["role"].clone()) != Some(json!("assistant")) {
+    let chunks: Vec<Value> = parsed[..parsed.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    if chunks
+        .first()
+        .map(|c| c["choices"][0]["delta"]["role"].clone())
+        != Some(json!("assistant"))
+    {
         failures.push(format!("{case}: first chunk is not the role chunk"));
     }
-    let finishes = chunks.iter().filter(|c| !c["choices"][0]["finish_reason"].is_null() && c["choices"].as_array().is_some_and(|a| !a.is_empty())).count();
+    let finishes = chunks
+        .iter()
+        .filter(|c| {
+            !c["choices"][0]["finish_reason"].is_null()
+                && c["choices"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .count();
     if finishes != 1 {
         failures.push(format!("{case}: {finishes} finish chunks"));
     }
     let usage_chunks = chunks.iter().filter(|c| c["choices"] == json!([])).count();
     if usage_chunks != usize::from(include_usage) {
-        failures.push(format!("{case}: {usage_chunks} usage chunks with include_usage={include_usage}"));
+        failures.push(format!(
+            "{case}: {usage_chunks} usage chunks with include_usage={include_usage}"
+        ));
     }
 }

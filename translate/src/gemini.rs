@@ -42,8 +42,8 @@
 //! usage chunk and `[DONE]` are written at the end of the body.
 
 use crate::openai::{
-    self, tool_call_name, ChatRequest, ChunkWriter, FinishReason, Image, Message,
-    ResponseFormat, ResponseMeta, ToolCall, ToolChoice, Usage, UserPart,
+    self, tool_call_name, ChatRequest, ChunkWriter, FinishReason, Image, Message, ResponseFormat,
+    ResponseMeta, ToolCall, ToolChoice, Usage, UserPart,
 };
 use crate::sse::{SseDecoder, SseEvent};
 use crate::{push_turn, split_system, StreamTranslator, TranslateError, TranslatedRequest};
@@ -102,10 +102,16 @@ pub fn translate_request(
                 for p in parts {
                     out.push(match p {
                         UserPart::Text(t) => json!({"text": t}),
-                        UserPart::Image { image: Image::Base64 { media_type, data }, .. } => {
+                        UserPart::Image {
+                            image: Image::Base64 { media_type, data },
+                            ..
+                        } => {
                             json!({"inlineData": {"mimeType": media_type, "data": data}})
                         }
-                        UserPart::Image { image: Image::Url(_), path } => {
+                        UserPart::Image {
+                            image: Image::Url(_),
+                            path,
+                        } => {
                             return Err(TranslateError::unsupported(
                                 path,
                                 "Gemini cannot fetch image URLs; send a base64 data URL",
@@ -115,7 +121,11 @@ pub fn translate_request(
                 }
                 push_turn(&mut turns, "user", out);
             }
-            Message::Assistant { text, tool_calls, index } => {
+            Message::Assistant {
+                text,
+                tool_calls,
+                index,
+            } => {
                 let mut out = Vec::new();
                 for t in text.iter().filter(|t| !t.is_empty()) {
                     out.push(json!({"text": t}));
@@ -124,7 +134,10 @@ pub fn translate_request(
                     let path = format!("messages[{index}].tool_calls[{k}].function.arguments");
                     let args = c.arguments_value(&path)?;
                     if !args.is_object() {
-                        return Err(TranslateError::invalid(path, "arguments must be a JSON object"));
+                        return Err(TranslateError::invalid(
+                            path,
+                            "arguments must be a JSON object",
+                        ));
                     }
                     let mut part = json!({"functionCall": {"name": c.name, "args": args}});
                     if let Some((_, sig)) = c.id.rsplit_once(SIGNATURE_SEP) {
@@ -134,7 +147,11 @@ pub fn translate_request(
                 }
                 push_turn(&mut turns, "model", out);
             }
-            Message::Tool { tool_call_id, content, index } => {
+            Message::Tool {
+                tool_call_id,
+                content,
+                index,
+            } => {
                 let name = tool_call_name(&req.messages, *index, tool_call_id).ok_or_else(|| {
                     TranslateError::invalid(
                         format!("messages[{index}].tool_call_id"),
@@ -146,7 +163,9 @@ pub fn translate_request(
                 push_turn(
                     &mut turns,
                     "user",
-                    vec![json!({"functionResponse": {"name": name, "response": {"output": output}}})],
+                    vec![
+                        json!({"functionResponse": {"name": name, "response": {"output": output}}}),
+                    ],
                 );
             }
             Message::System { .. } => unreachable!("split_system leaves none"),
@@ -180,7 +199,10 @@ pub fn translate_request(
             .collect();
         body.insert("tools".into(), json!([{"functionDeclarations": decls}]));
     } else if req.tool_choice.is_some() {
-        return Err(TranslateError::invalid("tool_choice", "tool_choice needs tools"));
+        return Err(TranslateError::invalid(
+            "tool_choice",
+            "tool_choice needs tools",
+        ));
     }
     if req.parallel_tool_calls == Some(false) {
         return Err(TranslateError::unsupported(
@@ -255,8 +277,14 @@ pub fn translate_request(
 pub fn finish_reason(reason: &str, called_functions: bool) -> FinishReason {
     match reason {
         "MAX_TOKENS" => FinishReason::Length,
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY"
-        | "IMAGE_PROHIBITED_CONTENT" | "IMAGE_RECITATION" => FinishReason::ContentFilter,
+        "SAFETY"
+        | "RECITATION"
+        | "BLOCKLIST"
+        | "PROHIBITED_CONTENT"
+        | "SPII"
+        | "IMAGE_SAFETY"
+        | "IMAGE_PROHIBITED_CONTENT"
+        | "IMAGE_RECITATION" => FinishReason::ContentFilter,
         _ if called_functions => FinishReason::ToolCalls,
         _ => FinishReason::Stop,
     }
@@ -295,7 +323,11 @@ fn function_call(part: &Value, n: usize) -> Option<ToolCall> {
     let f = part.get("functionCall")?;
     Some(ToolCall {
         id: call_id(part, n),
-        name: f.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+        name: f
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         arguments: serde_json::to_string(f.get("args").unwrap_or(&json!({}))).unwrap_or_default(),
     })
 }
@@ -308,12 +340,26 @@ pub fn translate_response(body: &[u8], meta: &ResponseMeta) -> Result<Value, Tra
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         TranslateError::invalid("response", format!("Gemini answer: not JSON: {e}"))
     })?;
-    let id = v.get("responseId").and_then(Value::as_str).unwrap_or(&meta.id);
-    let model = v.get("modelVersion").and_then(Value::as_str).unwrap_or(&meta.model);
+    let id = v
+        .get("responseId")
+        .and_then(Value::as_str)
+        .unwrap_or(&meta.id);
+    let model = v
+        .get("modelVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(&meta.model);
     let u = v.get("usageMetadata").map(usage);
     let Some(cand) = v.pointer("/candidates/0") else {
         // No candidate: the prompt was blocked (promptFeedback.blockReason).
-        return Ok(openai::completion(id, model, meta.created, None, &[], FinishReason::ContentFilter, u));
+        return Ok(openai::completion(
+            id,
+            model,
+            meta.created,
+            None,
+            &[],
+            FinishReason::ContentFilter,
+            u,
+        ));
     };
     let mut text: Option<String> = None;
     let mut calls = Vec::new();
@@ -328,7 +374,10 @@ pub fn translate_response(body: &[u8], meta: &ResponseMeta) -> Result<Value, Tra
             }
         }
     }
-    let reason = cand.get("finishReason").and_then(Value::as_str).unwrap_or("STOP");
+    let reason = cand
+        .get("finishReason")
+        .and_then(Value::as_str)
+        .unwrap_or("STOP");
     Ok(openai::completion(
         id,
         model,
@@ -366,13 +415,23 @@ impl GeminiStreamTranslator {
         let v: Value = match serde_json::from_slice(e.data) {
             Ok(v) => v,
             Err(err) => {
-                self.w.error(&format!("upstream sent an unreadable event: {err}"), "api_error", out);
+                self.w.error(
+                    &format!("upstream sent an unreadable event: {err}"),
+                    "api_error",
+                    out,
+                );
                 return;
             }
         };
         if let Some(err) = v.get("error") {
-            let msg = err.get("message").and_then(Value::as_str).unwrap_or("upstream error");
-            let kind = err.get("status").and_then(Value::as_str).unwrap_or("api_error");
+            let msg = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("upstream error");
+            let kind = err
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("api_error");
             self.w.error(msg, kind, out);
             return;
         }
@@ -397,7 +456,8 @@ impl GeminiStreamTranslator {
         if let Some(parts) = cand.pointer("/content/parts").and_then(Value::as_array) {
             for p in parts {
                 if let Some(c) = function_call(p, self.tool_calls) {
-                    self.w.tool_start(self.tool_calls, &c.id, &c.name, &c.arguments, out);
+                    self.w
+                        .tool_start(self.tool_calls, &c.id, &c.name, &c.arguments, out);
                     self.tool_calls += 1;
                 } else if let Some(t) = p.get("text").and_then(Value::as_str) {
                     if !is_thought(p) {

@@ -63,8 +63,14 @@ pub struct ChatRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// `system` or `developer`: text only.
-    System { index: usize, text: Vec<String> },
-    User { index: usize, parts: Vec<UserPart> },
+    System {
+        index: usize,
+        text: Vec<String>,
+    },
+    User {
+        index: usize,
+        parts: Vec<UserPart>,
+    },
     Assistant {
         index: usize,
         text: Vec<String>,
@@ -92,7 +98,10 @@ impl Message {
 pub enum UserPart {
     Text(String),
     /// `path` is the JSON path of the part's `image_url.url`, for errors.
-    Image { image: Image, path: String },
+    Image {
+        image: Image,
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -269,7 +278,11 @@ impl ChatRequest {
                     }
                 }
                 "seed" => {
-                    req.seed = Some(value.as_i64().ok_or_else(|| expect(value, k, "an integer"))?)
+                    req.seed = Some(
+                        value
+                            .as_i64()
+                            .ok_or_else(|| expect(value, k, "an integer"))?,
+                    )
                 }
                 "frequency_penalty" => {
                     req.frequency_penalty = Some(as_f64(value, k)?).filter(|p| *p != 0.0)
@@ -285,7 +298,10 @@ impl ChatRequest {
                 }
                 "top_logprobs" => {
                     if as_u64(value, k)? != 0 {
-                        return Err(TranslateError::unsupported(k, "log probabilities are not translated"));
+                        return Err(TranslateError::unsupported(
+                            k,
+                            "log probabilities are not translated",
+                        ));
                     }
                 }
                 "logit_bias" => {
@@ -295,13 +311,19 @@ impl ChatRequest {
                 }
                 "modalities" => {
                     if value != &json!(["text"]) {
-                        return Err(TranslateError::unsupported(k, "only [\"text\"] is translated"));
+                        return Err(TranslateError::unsupported(
+                            k,
+                            "only [\"text\"] is translated",
+                        ));
                     }
                 }
                 "service_tier" => {
                     let t = as_str(value, k)?;
                     if t != "auto" && t != "default" {
-                        return Err(TranslateError::unsupported(k, "only \"auto\" and \"default\" are translated"));
+                        return Err(TranslateError::unsupported(
+                            k,
+                            "only \"auto\" and \"default\" are translated",
+                        ));
                     }
                 }
                 "functions" | "function_call" => {
@@ -331,7 +353,10 @@ impl ChatRequest {
         }
         req.max_tokens = max_completion.or(max);
         if req.messages.is_empty() {
-            return Err(TranslateError::invalid("messages", "at least one message is required"));
+            return Err(TranslateError::invalid(
+                "messages",
+                "at least one message is required",
+            ));
         }
         if let Some(ToolChoice::Function(name)) = &req.tool_choice {
             if !req.tools.iter().any(|t| &t.name == name) {
@@ -360,13 +385,15 @@ fn text_content(v: &Value, path: &str) -> Result<Vec<String>, TranslateError> {
             .map(|(j, p)| {
                 let pp = format!("{path}[{j}]");
                 let o = as_obj(p, &pp)?;
-                let ty = present(o, "type").map(|t| as_str(t, &join(&pp, "type"))).transpose()?;
+                let ty = present(o, "type")
+                    .map(|t| as_str(t, &join(&pp, "type")))
+                    .transpose()?;
                 match ty {
                     Some("text") => {
                         only_keys(o, &pp, &["type", "text"])?;
-                        let t = o.get("text").ok_or_else(|| {
-                            TranslateError::invalid(join(&pp, "text"), "missing")
-                        })?;
+                        let t = o
+                            .get("text")
+                            .ok_or_else(|| TranslateError::invalid(join(&pp, "text"), "missing"))?;
                         Ok(as_str(t, &join(&pp, "text"))?.to_string())
                     }
                     Some(other) => Err(TranslateError::unsupported(
@@ -382,7 +409,9 @@ fn text_content(v: &Value, path: &str) -> Result<Vec<String>, TranslateError> {
 }
 
 fn parse_messages(v: &Value) -> Result<Vec<Message>, TranslateError> {
-    let arr = v.as_array().ok_or_else(|| expect(v, "messages", "an array"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| expect(v, "messages", "an array"))?;
     let mut out = Vec::with_capacity(arr.len());
     for (i, m) in arr.iter().enumerate() {
         let path = format!("messages[{i}]");
@@ -411,7 +440,11 @@ fn parse_messages(v: &Value) -> Result<Vec<Message>, TranslateError> {
                 }
             }
             "assistant" => {
-                only_keys(o, &path, &["role", "content", "name", "tool_calls", "refusal", "audio"])?;
+                only_keys(
+                    o,
+                    &path,
+                    &["role", "content", "name", "tool_calls", "refusal", "audio"],
+                )?;
                 if present(o, "audio").is_some() {
                     return Err(TranslateError::unsupported(
                         join(&path, "audio"),
@@ -481,7 +514,8 @@ fn user_content(v: &Value, path: &str) -> Result<Vec<UserPart>, TranslateError> 
         let o = as_obj(p, &pp)?;
         let ty_path = join(&pp, "type");
         let ty = as_str(
-            o.get("type").ok_or_else(|| TranslateError::invalid(&ty_path, "missing"))?,
+            o.get("type")
+                .ok_or_else(|| TranslateError::invalid(&ty_path, "missing"))?,
             &ty_path,
         )?;
         match ty {
@@ -496,13 +530,15 @@ fn user_content(v: &Value, path: &str) -> Result<Vec<UserPart>, TranslateError> 
                 only_keys(o, &pp, &["type", "image_url"])?;
                 let ip = join(&pp, "image_url");
                 let io = as_obj(
-                    o.get("image_url").ok_or_else(|| TranslateError::invalid(&ip, "missing"))?,
+                    o.get("image_url")
+                        .ok_or_else(|| TranslateError::invalid(&ip, "missing"))?,
                     &ip,
                 )?;
                 only_keys(io, &ip, &["url", "detail"])?;
                 let up = join(&ip, "url");
                 let url = as_str(
-                    io.get("url").ok_or_else(|| TranslateError::invalid(&up, "missing"))?,
+                    io.get("url")
+                        .ok_or_else(|| TranslateError::invalid(&up, "missing"))?,
                     &up,
                 )?;
                 out.push(UserPart::Image {
@@ -531,14 +567,20 @@ pub fn parse_image_url(url: &str, path: &str) -> Result<Image, TranslateError> {
             TranslateError::unsupported(path, "only base64 data URLs are translated")
         })?;
         if media_type.is_empty() || !media_type.contains('/') {
-            return Err(TranslateError::invalid(path, "data URL without a media type"));
+            return Err(TranslateError::invalid(
+                path,
+                "data URL without a media type",
+            ));
         }
         if data.is_empty()
             || !data
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
         {
-            return Err(TranslateError::invalid(path, "data URL payload is not base64"));
+            return Err(TranslateError::invalid(
+                path,
+                "data URL payload is not base64",
+            ));
         }
         return Ok(Image::Base64 {
             media_type: media_type.to_ascii_lowercase(),
@@ -548,7 +590,10 @@ pub fn parse_image_url(url: &str, path: &str) -> Result<Image, TranslateError> {
     if url.starts_with("https://") || url.starts_with("http://") {
         return Ok(Image::Url(url.to_string()));
     }
-    Err(TranslateError::invalid(path, "expected a data: or http(s): URL"))
+    Err(TranslateError::invalid(
+        path,
+        "expected a data: or http(s): URL",
+    ))
 }
 
 fn parse_tool_calls(v: &Value, path: &str) -> Result<Vec<ToolCall>, TranslateError> {
@@ -569,12 +614,24 @@ fn parse_tool_calls(v: &Value, path: &str) -> Result<Vec<ToolCall>, TranslateErr
                 }
             }
             let idp = join(&cp, "id");
-            let id = as_str(o.get("id").ok_or_else(|| TranslateError::invalid(&idp, "missing"))?, &idp)?;
+            let id = as_str(
+                o.get("id")
+                    .ok_or_else(|| TranslateError::invalid(&idp, "missing"))?,
+                &idp,
+            )?;
             let fp = join(&cp, "function");
-            let f = as_obj(o.get("function").ok_or_else(|| TranslateError::invalid(&fp, "missing"))?, &fp)?;
+            let f = as_obj(
+                o.get("function")
+                    .ok_or_else(|| TranslateError::invalid(&fp, "missing"))?,
+                &fp,
+            )?;
             only_keys(f, &fp, &["name", "arguments"])?;
             let np = join(&fp, "name");
-            let name = as_str(f.get("name").ok_or_else(|| TranslateError::invalid(&np, "missing"))?, &np)?;
+            let name = as_str(
+                f.get("name")
+                    .ok_or_else(|| TranslateError::invalid(&np, "missing"))?,
+                &np,
+            )?;
             let arguments = match present(f, "arguments") {
                 Some(a) => as_str(a, &join(&fp, "arguments"))?.to_string(),
                 None => String::new(),
@@ -595,7 +652,6 @@ fn parse_tools(v: &Value) -> Result<Vec<Tool>, TranslateError> {
         .map(|(i, t)| {
             let tp = format!("tools[{i}]");
             let o = as_obj(t, &tp)?;
-            only_keys(o, &tp, &["type", "function"])?;
             let ty = as_str(o.get("type").unwrap_or(&Value::Null), &join(&tp, "type"))?;
             if ty != "function" {
                 return Err(TranslateError::unsupported(
@@ -603,11 +659,20 @@ fn parse_tools(v: &Value) -> Result<Vec<Tool>, TranslateError> {
                     format!("`{ty}` tools are not translated; only function"),
                 ));
             }
+            only_keys(o, &tp, &["type", "function"])?;
             let fp = join(&tp, "function");
-            let f = as_obj(o.get("function").ok_or_else(|| TranslateError::invalid(&fp, "missing"))?, &fp)?;
+            let f = as_obj(
+                o.get("function")
+                    .ok_or_else(|| TranslateError::invalid(&fp, "missing"))?,
+                &fp,
+            )?;
             only_keys(f, &fp, &["name", "description", "parameters", "strict"])?;
             let np = join(&fp, "name");
-            let name = as_str(f.get("name").ok_or_else(|| TranslateError::invalid(&np, "missing"))?, &np)?;
+            let name = as_str(
+                f.get("name")
+                    .ok_or_else(|| TranslateError::invalid(&np, "missing"))?,
+                &np,
+            )?;
             let description = present(f, "description")
                 .map(|d| as_str(d, &join(&fp, "description")).map(str::to_string))
                 .transpose()?;
@@ -638,7 +703,10 @@ fn parse_tool_choice(v: &Value) -> Result<ToolChoice, TranslateError> {
             "none" => Ok(ToolChoice::None),
             "auto" => Ok(ToolChoice::Auto),
             "required" => Ok(ToolChoice::Required),
-            other => Err(TranslateError::invalid(k, format!("unknown value `{other}`"))),
+            other => Err(TranslateError::invalid(
+                k,
+                format!("unknown value `{other}`"),
+            )),
         },
         Value::Object(o) => {
             let ty = as_str(o.get("type").unwrap_or(&Value::Null), "tool_choice.type")?;
@@ -649,9 +717,15 @@ fn parse_tool_choice(v: &Value) -> Result<ToolChoice, TranslateError> {
                 ));
             }
             only_keys(o, k, &["type", "function"])?;
-            let f = as_obj(o.get("function").unwrap_or(&Value::Null), "tool_choice.function")?;
+            let f = as_obj(
+                o.get("function").unwrap_or(&Value::Null),
+                "tool_choice.function",
+            )?;
             only_keys(f, "tool_choice.function", &["name"])?;
-            let name = as_str(f.get("name").unwrap_or(&Value::Null), "tool_choice.function.name")?;
+            let name = as_str(
+                f.get("name").unwrap_or(&Value::Null),
+                "tool_choice.function.name",
+            )?;
             Ok(ToolChoice::Function(name.to_string()))
         }
         other => Err(expect(other, k, "a string or an object")),
@@ -661,7 +735,10 @@ fn parse_tool_choice(v: &Value) -> Result<ToolChoice, TranslateError> {
 fn parse_response_format(v: &Value) -> Result<ResponseFormat, TranslateError> {
     let k = "response_format";
     let o = as_obj(v, k)?;
-    let ty = as_str(o.get("type").unwrap_or(&Value::Null), "response_format.type")?;
+    let ty = as_str(
+        o.get("type").unwrap_or(&Value::Null),
+        "response_format.type",
+    )?;
     match ty {
         "text" => {
             only_keys(o, k, &["type"])?;
@@ -676,7 +753,10 @@ fn parse_response_format(v: &Value) -> Result<ResponseFormat, TranslateError> {
             let sp = "response_format.json_schema";
             let s = as_obj(o.get("json_schema").unwrap_or(&Value::Null), sp)?;
             only_keys(s, sp, &["name", "description", "schema", "strict"])?;
-            let name = as_str(s.get("name").unwrap_or(&Value::Null), "response_format.json_schema.name")?;
+            let name = as_str(
+                s.get("name").unwrap_or(&Value::Null),
+                "response_format.json_schema.name",
+            )?;
             let description = present(s, "description")
                 .map(|d| as_str(d, "response_format.json_schema.description").map(str::to_string))
                 .transpose()?;
@@ -909,7 +989,14 @@ impl ChunkWriter {
     }
 
     /// A tool call begins: index, id, name and (possibly empty) first arguments.
-    pub fn tool_start(&mut self, index: usize, id: &str, name: &str, args: &str, out: &mut Vec<u8>) {
+    pub fn tool_start(
+        &mut self,
+        index: usize,
+        id: &str,
+        name: &str,
+        args: &str,
+        out: &mut Vec<u8>,
+    ) {
         if self.done {
             return;
         }
@@ -993,9 +1080,18 @@ mod tests {
     #[test]
     fn unknown_and_refused_fields_name_the_field() {
         let m = json!([{"role": "user", "content": "hi"}]);
-        assert_eq!(err(json!({"model": "x", "messages": m, "foo": 1})).field(), "foo");
-        assert_eq!(err(json!({"model": "x", "messages": m, "n": 2})).field(), "n");
-        assert_eq!(err(json!({"model": "x", "messages": m, "logprobs": true})).field(), "logprobs");
+        assert_eq!(
+            err(json!({"model": "x", "messages": m, "foo": 1})).field(),
+            "foo"
+        );
+        assert_eq!(
+            err(json!({"model": "x", "messages": m, "n": 2})).field(),
+            "n"
+        );
+        assert_eq!(
+            err(json!({"model": "x", "messages": m, "logprobs": true})).field(),
+            "logprobs"
+        );
         assert_eq!(
             err(json!({"model": "x", "messages": m, "functions": []})).field(),
             "functions"
@@ -1005,10 +1101,12 @@ mod tests {
             "messages[0].content[0].type"
         );
         assert_eq!(
-            err(json!({"model": "x", "messages": [{"role": "user", "content": "a", "weird": 1}]})).field(),
+            err(json!({"model": "x", "messages": [{"role": "user", "content": "a", "weird": 1}]}))
+                .field(),
             "messages[0].weird"
         );
-        let e = err(json!({"model": "x", "messages": m, "max_tokens": 5, "max_completion_tokens": 6}));
+        let e =
+            err(json!({"model": "x", "messages": m, "max_tokens": 5, "max_completion_tokens": 6}));
         assert!(matches!(e, TranslateError::Invalid { .. }));
     }
 
@@ -1033,16 +1131,28 @@ mod tests {
     fn image_urls() {
         assert_eq!(
             parse_image_url("data:image/PNG;base64,iVBORw0KGgo=", "p").unwrap(),
-            Image::Base64 { media_type: "image/png".into(), data: "iVBORw0KGgo=".into() }
+            Image::Base64 {
+                media_type: "image/png".into(),
+                data: "iVBORw0KGgo=".into()
+            }
         );
-        assert!(matches!(parse_image_url("https://x/y.png", "p").unwrap(), Image::Url(_)));
+        assert!(matches!(
+            parse_image_url("https://x/y.png", "p").unwrap(),
+            Image::Url(_)
+        ));
         assert!(parse_image_url("data:image/png,abc", "p").is_err());
         assert!(parse_image_url("ftp://x", "p").is_err());
     }
 
     #[test]
     fn usage_json() {
-        let u = Usage { prompt_tokens: 10, completion_tokens: 5, cached_tokens: 3, cache_write_tokens: 2, reasoning_tokens: 1 };
+        let u = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cached_tokens: 3,
+            cache_write_tokens: 2,
+            reasoning_tokens: 1,
+        };
         assert_eq!(
             u.to_json(),
             json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
