@@ -478,3 +478,59 @@ impl StreamTranslator for BedrockStreamTranslator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids_encode_as_botocore() {
+        assert_eq!(
+            encode_model_id("anthropic.claude-3-5-sonnet-20240620-v1:0"),
+            "anthropic.claude-3-5-sonnet-20240620-v1%3A0"
+        );
+        assert_eq!(
+            encode_model_id("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-20250514-v1:0"),
+            "arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-sonnet-4-20250514-v1%3A0"
+        );
+    }
+
+    /// A caller with its own frame decoder hands decoded events in.
+    #[test]
+    fn feed_event_without_framing() {
+        let meta = ResponseMeta {
+            id: "chatcmpl-1".into(),
+            model: "m".into(),
+            created: 1,
+        };
+        let mut t = BedrockStreamTranslator::new(meta, false);
+        let mut out = Vec::new();
+        t.feed_event(
+            "event",
+            "messageStart",
+            br#"{"role":"assistant"}"#,
+            &mut out,
+        );
+        t.feed_event(
+            "event",
+            "contentBlockDelta",
+            br#"{"contentBlockIndex":0,"delta":{"text":"hi"}}"#,
+            &mut out,
+        );
+        t.feed_event(
+            "event",
+            "messageStop",
+            br#"{"stopReason":"end_turn"}"#,
+            &mut out,
+        );
+        t.feed_event(
+            "event",
+            "metadata",
+            br#"{"usage":{"inputTokens":1,"outputTokens":1,"totalTokens":2}}"#,
+            &mut out,
+        );
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(s.matches("data: ").count(), 4);
+        assert!(s.ends_with("data: [DONE]\n\n"));
+    }
+}

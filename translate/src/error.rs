@@ -91,3 +91,21 @@ impl fmt::Display for TranslateError {
 }
 
 impl std::error::Error for TranslateError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_error_shape_names_the_field() {
+        let e = TranslateError::unsupported("response_format.type", "no JSON mode");
+        let v: serde_json::Value = serde_json::from_slice(&e.openai_error_body()).unwrap();
+        assert_eq!(v["error"]["param"], "response_format.type");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "unsupported_parameter");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("response_format.type"));
+    }
+}

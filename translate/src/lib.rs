@@ -191,3 +191,28 @@ pub(crate) fn push_turn(
 
 #[cfg(test)]
 mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_error_messages() {
+        let a = Target::Anthropic(Default::default());
+        assert_eq!(
+            native_error_message(&a, br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"},"request_id":"req_1"}"#).as_deref(),
+            Some("slow down")
+        );
+        let g = Target::Gemini(Default::default());
+        assert_eq!(
+            native_error_message(&g, br#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}}"#).as_deref(),
+            Some("API key not valid.")
+        );
+        assert_eq!(
+            native_error_message(&Target::Bedrock, br#"{"message":"Too many requests"}"#)
+                .as_deref(),
+            Some("Too many requests")
+        );
+        assert_eq!(native_error_message(&Target::Bedrock, b"<html>"), None);
+    }
+}

@@ -171,7 +171,7 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn expect<'a>(v: &'a Value, path: &str, want: &str) -> TranslateError {
+fn expect(v: &Value, path: &str, want: &str) -> TranslateError {
     TranslateError::invalid(path, format!("expected {want}, got {}", type_name(v)))
 }
 
