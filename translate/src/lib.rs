@@ -24,8 +24,11 @@
 //! then (only when the client sent `stream_options.include_usage`) one usage chunk with
 //! `choices: []`, then `data: [DONE]`. A native stream cut before its end (no
 //! `message_stop`, no Gemini `finishReason`, a partial event-stream frame) gets no
-//! `[DONE]` and no usage chunk, as an OpenAI stream cut mid-way would not. A native error
-//! event becomes an OpenAI error event (`data: {"error":{...}}`) and ends the stream.
+//! `[DONE]` and no usage chunk, as an OpenAI stream cut mid-way would not; a cut inside an
+//! SSE event leaves an unparseable payload, which is reported as an OpenAI error event. A
+//! native error event (Anthropic `event: error`, a Gemini `{"error"}` payload, a Bedrock
+//! `exception` frame) becomes an OpenAI error event (`data: {"error":{...}}`, which the
+//! OpenAI SDK raises as `APIError`) and ends the stream.
 //!
 //! # Usage (providers.md §6)
 //! OpenAI's `prompt_tokens` includes cached tokens and `completion_tokens` includes

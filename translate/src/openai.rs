@@ -368,11 +368,6 @@ impl ChatRequest {
         }
         Ok(req)
     }
-
-    /// The field of the first message (of any role) whose index is `index`.
-    pub fn message_path(index: usize) -> String {
-        format!("messages[{index}]")
-    }
 }
 
 /// Text of a `content` that must be text only: a string or an array of text parts.
