@@ -66,10 +66,16 @@ VARIANTS = {
     "dfp": "the gateway's Envoy config without the wasm filter and ext_proc (dynamic forward proxy, "
            "routes, local replies); the client sends the filter's x-aigw-upstream and Host itself",
     "wasm": "(b) Envoy + the aigw wasm filter (ext_proc removed)",
-    "gateway-noacct": "full gateway, accounting off (allow_mode_override: false: request headers only)",
-    "gateway": "(c)/(d) the full gateway: filter + sidecar (key check, secret injection, accounting)",
+    "gateway-noacct": "sidecar path, accounting off (fast path off; allow_mode_override: false: "
+                      "request headers only)",
+    "gateway-sidecar": "the full gateway with its fast path off: every call through the sidecar "
+                       "(key check, secret injection, accounting over ext_proc)",
+    "gateway": "(c)/(d) the full gateway as shipped: key check, secret injection and accounting; "
+               "API-key calls without budgets on the filter's fast path (no ext_proc round trip)",
 }
-DEFAULT_VARIANTS = ["direct", "plain", "dfp", "wasm", "gateway-noacct", "gateway"]
+DEFAULT_VARIANTS = ["direct", "plain", "dfp", "wasm", "gateway-noacct", "gateway-sidecar", "gateway"]
+# Variants whose calls must all go through the sidecar (fast path off).
+SIDECAR_PATH = ("gateway-noacct", "gateway-sidecar")
 WORKLOADS = ["json", "sse"]
 
 # --------------------------------------------------------------------------- processes
@@ -282,7 +288,8 @@ def patch_for(variant: str, wasm: str, mock_port: int) -> Callable[[dict], None]
         use_snapshot_wasm(cfg)
         http_filter(cfg, "envoy.filters.http.ext_proc")["typed_config"]["allow_mode_override"] = False
 
-    return {"plain": plain, "dfp": dfp, "wasm": wasm_only, "gateway-noacct": no_accounting, "gateway": use_snapshot_wasm}[variant]
+    return {"plain": plain, "dfp": dfp, "wasm": wasm_only, "gateway-noacct": no_accounting,
+            "gateway-sidecar": use_snapshot_wasm, "gateway": use_snapshot_wasm}[variant]
 
 
 class Target:
@@ -326,7 +333,8 @@ def start_target(variant: str, work: Path, mock_port: int, wasm: str, args) -> T
     gw = Gateway(work / variant, [prov], {GATEWAY_KEY_SECRET: GATEWAY_KEY, UPSTREAM_KEY_SECRET: UPSTREAM_KEY},
                  sidecar=variant.startswith("gateway"), patch=patch_for(variant, wasm, mock_port),
                  sidecar_args=args.sidecar_arg, sidecar_env=dict(kv.split("=", 1) for kv in args.sidecar_env),
-                 name=f"bench-{variant}", start_timeout=30).start()
+                 name=f"bench-{variant}", start_timeout=30,
+                 fast_path=variant not in SIDECAR_PATH).start()
     extra = [("x-aigw-upstream", "http"), ("Host", f"127.0.0.1:{mock_port}")] if variant == "dfp" else []
     return Target(variant, gw.host, gw.port, GW_PATH, gw, extra)
 
@@ -346,8 +354,10 @@ def body_for(kind: str, include_usage: bool, chunks: int, delay_ms: int = 0) -> 
 
 
 def sanity(t: Target, args) -> dict[str, Any]:
-    """One plain and one streamed call; the gateway must have swapped in the upstream key."""
+    """One plain and one streamed call; the gateway must have swapped in the upstream key,
+    on the path the variant is about (the fast path, or the sidecar)."""
     out = {}
+    streams_before = t.gw.sidecar_streams() if t.gw and t.gw.with_sidecar else 0
     for kind in WORKLOADS:
         body = body_for(kind, args.stream_include_usage, args.chunks)
         r = rawhttp.request(t.host, t.port, "POST", t.path, t.headers(), body, timeout=10)
@@ -360,6 +370,13 @@ def sanity(t: Target, args) -> dict[str, Any]:
             raise RuntimeError(f"{t.variant}: the upstream saw Authorization {auth!r}, not the injected key")
         out[kind] = {"upstream_saw_auth": auth, "bytes": len(r.body),
                      **({"usage_chunk_reached_client": b'"usage"' in r.body} if kind == "sse" else {})}
+    if t.gw and t.gw.with_sidecar:
+        through_sidecar = t.gw.sidecar_streams() - streams_before
+        want = len(WORKLOADS) if t.variant in SIDECAR_PATH else 0
+        if through_sidecar != want:
+            raise RuntimeError(f"{t.variant}: {through_sidecar} of {len(WORKLOADS)} calls went through the "
+                               f"sidecar, expected {want}")
+        out["through_sidecar"] = through_sidecar
     return out
 
 

@@ -22,7 +22,9 @@ def _json_error(r, statuses, code):
 
 
 def test_sidecar_killed(make_gateway, upstream, keys):
-    gw = make_gateway(name="killed")
+    # The sidecar path; calls on the filter's fast path fail closed within one snapshot poll
+    # (test_fast_path.py).
+    gw = make_gateway(name="killed", fast_path=False)
     auth = [("Authorization", f"Bearer {keys.gateway}")]
     assert gw.request("POST", CHAT, auth, BODY).status == 200
     assert len(upstream.requests) == 1

@@ -9,8 +9,9 @@
 //! - [`SNAPSHOT_PATH`] (GET, polled every [`POLL_INTERVAL_MS`]): a [`Snapshot`] of which
 //!   key digests may use which providers, and the upstream credential headers. The sidecar
 //!   stays the owner of the secret store, the key table and the access rules; the filter
-//!   only holds what the snapshot lists and drops it when it is older than
-//!   [`STALE_AFTER_MS`], sending every call through the sidecar again (which fails closed).
+//!   only holds what the snapshot lists, and drops it when a poll goes unanswered (1 s
+//!   timeout) or it is older than [`STALE_AFTER_MS`]; every call then goes through the
+//!   sidecar again, which fails closed. Revocations reach the filter within one poll.
 //! - [`RECORDS_PATH`] (POST): the usage records of fast-path calls, one JSON line each,
 //!   batched every [`FLUSH_INTERVAL_MS`]. The sidecar prices and stores them like its own.
 
@@ -26,7 +27,7 @@ pub const RECORDS_PATH: &str = "/aigw.filter.v1.Feed/Records";
 pub const VERSION_PARAM: &str = "have";
 
 pub const POLL_INTERVAL_MS: u64 = 1000;
-pub const STALE_AFTER_MS: u64 = 5000;
+pub const STALE_AFTER_MS: u64 = 3000;
 pub const FLUSH_INTERVAL_MS: u64 = 100;
 /// Records waiting for the sidecar, per VM, past which new calls take the sidecar path
 /// (so no record is ever dropped for lack of room).

@@ -7,6 +7,8 @@
 //! rewritten and metered here; any other call (OIDC tokens, unknown keys, budgets, Bedrock,
 //! model lists, a snapshot gone stale, a backlog of unsent records) takes the sidecar path,
 //! which answers every error itself. So the fast path changes no answer, only its cost.
+//! A poll the sidecar does not answer drops the table at once, so a dead or hung sidecar
+//! fails calls closed within one poll interval, as on the sidecar path.
 //!
 //! [`FastPath`] is the per-VM state shared by the root context (polling, flushing) and the
 //! HTTP contexts (admission, records); a VM is single-threaded, so it sits in a `RefCell`.
@@ -142,6 +144,11 @@ impl FastPath {
             self.table = Some(Rc::new(t));
         }
         self.confirmed_ms = now_ms;
+    }
+
+    /// The sidecar did not answer the poll: drop the table until it does.
+    pub fn lost(&mut self) {
+        self.table = None;
     }
 
     pub fn push_record(&mut self, r: &UsageRecord) {

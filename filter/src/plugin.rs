@@ -66,7 +66,12 @@ impl Context for Root {
                         Err(e) => warn!("aigw: fast-path snapshot unreadable: {e}"),
                     }
                 }
-                s => debug!("aigw: fast-path snapshot poll answered {s:?}"),
+                s => {
+                    // The sidecar is down or refusing: every call takes the sidecar path,
+                    // which fails closed.
+                    debug!("aigw: fast-path snapshot poll answered {s:?}");
+                    fast.lost();
+                }
             }
         } else if fast.flush_in_flight == Some(token) {
             let delivered = status.as_deref() == Some("200");
@@ -133,6 +138,7 @@ impl RootContext for Root {
                 Err(e) => {
                     fast.polled(now, 0);
                     fast.poll_in_flight = None;
+                    fast.lost();
                     debug!("aigw: fast-path snapshot poll not sent: {e:?}");
                 }
             }

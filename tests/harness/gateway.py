@@ -225,6 +225,7 @@ class Gateway:
         name: str = "gateway",
         envoy_log_level: str = "warn",
         start_timeout: float = 30.0,
+        fast_path: bool = True,
     ):
         self.name = name
         self.workdir = Path(workdir)
@@ -234,6 +235,9 @@ class Gateway:
             "providers": providers,
             "api_keys": api_keys if api_keys is not None else [{"name": "tests", "secret": GATEWAY_KEY_SECRET}],
         }
+        if not fast_path:
+            self.plugin["fast_path"] = False
+        self.fast_path = fast_path
         self.initial_secrets = dict(secrets)
         self.tls_ca = tls_ca
         self.with_sidecar = sidecar
@@ -268,6 +272,8 @@ class Gateway:
             else:
                 self._write_config(self.sidecar_port or _unused_port())
             self._start_envoy()
+            if self.with_sidecar and self.fast_path:
+                self.wait_fast_path_ready()
         except BaseException:
             self.stop()
             raise
@@ -325,6 +331,17 @@ class Gateway:
                 self.tls_port = int(st["local_address"]["socket_address"]["port_value"])
         if not self.port or (self.tls_listener is not None and not self.tls_port):
             raise StartupError(f"listener port not found in /listeners: {listeners}\n{self.envoy.output()}")
+
+    def wait_fast_path_ready(self, timeout: float = 5.0) -> None:
+        """Until every wasm VM (2 on the main thread, 1 per worker) has had its first
+        fast-path snapshot from the sidecar, so which path a call takes does not depend on
+        how soon after start it is made."""
+        wait_for(lambda: self.stats("cluster.aigw_sidecar.upstream_rq_2xx").get(
+            "cluster.aigw_sidecar.upstream_rq_2xx", 0) >= 3, timeout, what="fast-path snapshots")
+
+    def sidecar_streams(self) -> int:
+        """ext_proc streams Envoy opened so far: one per call on the sidecar path."""
+        return self.stats("http.aigw.ext_proc.streams_started").get("http.aigw.ext_proc.streams_started", 0)
 
     def stop(self) -> None:
         """Stops exactly the processes this gateway started (Envoy first)."""
