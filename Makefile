@@ -72,7 +72,7 @@ integration: deps build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p aigw-filter -p aigw-core --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p aigw-filter -p aigw-core -p aigw-metering --target wasm32-wasip1 -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -298,8 +298,7 @@ impl Exchange {
         }
         let mut common = CommonResponse::default();
         if let Some(f) = &mut self.usage_chunk_filter {
-            let out = f.filter(&body.body, body.end_of_stream);
-            if out != body.body {
+            if let Some(out) = f.filter(&body.body, body.end_of_stream) {
                 common.body_mutation = Some(BodyMutation {
                     mutation: Some(BodyChange::Body(out)),
                 });

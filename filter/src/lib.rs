@@ -11,6 +11,10 @@
 //!    the credential headers are removed, and the route and credential are handed to the
 //!    sidecar as filter state ([`aigw_core::handoff`]).
 //!
+//! 4. [`fast_path`]: if the sidecar's snapshot admits the key on this provider, the filter
+//!    adds the upstream credential itself, meters the call ([`aigw_metering`]) and queues its
+//!    record for the sidecar; the route then skips ext_proc.
+//!
 //! Anything wrong is answered here with the gateway's JSON error ([`reply`]), before the
 //! sidecar or any upstream sees the request. Paths outside `/llm/v1/providers` pass untouched.
 

@@ -1,5 +1,8 @@
-//! The proxy-wasm contexts: the root context parses the plugin configuration once; each HTTP
-//! context applies [`Request::route`] to its request.
+//! The proxy-wasm contexts. The root context parses the plugin configuration once and, off
+//! the request path (`on_tick`), polls the sidecar's fast-path snapshot and sends the queued
+//! records. Each HTTP context applies [`Request::route`] to its request, then either takes
+//! the fast path (credential, metering along the request and the answer, the record at the
+//! end) or hands the request to the sidecar.
 
 use crate::fast_path::{FastPath, FastTable};
 use crate::reply;
@@ -308,8 +311,7 @@ impl HttpContext for Exchange {
         };
         m.accounting.on_response_body(&chunk);
         if let Some(f) = &mut m.usage_chunk_filter {
-            let out = f.filter(&chunk, end_of_stream);
-            if out != chunk {
+            if let Some(out) = f.filter(&chunk, end_of_stream) {
                 self.set_http_response_body(0, body_size, &out);
             }
         }

@@ -72,7 +72,7 @@ pub fn read(body: &[u8], openai_chat: bool) -> Result<BodyFacts, Unreadable> {
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool);
     let rewritten = (openai_chat && stream && include_usage != Some(true))
-        .then(|| with_include_usage(body))
+        .then(|| with_include_usage(body, f.stream_options.is_none()))
         .flatten();
     let (gen_max, candidates) = f
         .generation_config
@@ -93,17 +93,24 @@ pub fn read(body: &[u8], openai_chat: bool) -> Result<BodyFacts, Unreadable> {
 }
 
 /// The body with `stream_options.include_usage = true`. Without `stream_options` the field
-/// is inserted after the opening brace, leaving every other byte as sent.
-fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
-    let mut v: Value = serde_json::from_slice(body).ok()?;
-    let obj = v.as_object_mut()?;
-    if !obj.contains_key("stream_options") {
+/// is inserted after the opening brace, leaving every other byte as sent; a body that has
+/// none (`absent`: not a value, and no such key anywhere) is not parsed again for that.
+fn with_include_usage(body: &[u8], absent: bool) -> Option<Vec<u8>> {
+    let insert = |body: &[u8]| {
         let start = body.iter().position(|b| *b == b'{')?;
         let mut out = Vec::with_capacity(body.len() + 40);
         out.extend_from_slice(&body[..=start]);
         out.extend_from_slice(br#""stream_options":{"include_usage":true},"#);
         out.extend_from_slice(&body[start + 1..]);
-        return Some(out);
+        Some(out)
+    };
+    if absent && !contains(body, br#""stream_options""#) {
+        return insert(body);
+    }
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object_mut()?;
+    if !obj.contains_key("stream_options") {
+        return insert(body);
     }
     match obj.get_mut("stream_options") {
         Some(Value::Object(opts)) => {
@@ -129,8 +136,21 @@ pub struct UsageChunkFilter {
 }
 
 impl UsageChunkFilter {
-    /// The bytes to send on for `chunk` (all of them at end of stream).
-    pub fn filter(&mut self, chunk: &[u8], end_of_stream: bool) -> Vec<u8> {
+    /// The bytes to send on for `chunk` (all of them at end of stream); `None`: the chunk
+    /// as it is (whole events, none to take out: the common case, with no copy).
+    pub fn filter(&mut self, chunk: &[u8], end_of_stream: bool) -> Option<Vec<u8>> {
+        if self.pending.is_empty() {
+            let mut start = 0;
+            while let Some(end) = event_end(&chunk[start..]) {
+                if is_usage_only(&chunk[start..start + end]) {
+                    break;
+                }
+                start += end;
+            }
+            if start == chunk.len() || (end_of_stream && event_end(&chunk[start..]).is_none()) {
+                return None;
+            }
+        }
         self.pending.extend_from_slice(chunk);
         let mut out = Vec::with_capacity(self.pending.len());
         let mut start = 0;
@@ -145,7 +165,7 @@ impl UsageChunkFilter {
         if end_of_stream {
             out.append(&mut self.pending);
         }
-        out
+        Some(out)
     }
 }
 
@@ -174,7 +194,29 @@ fn event_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether `"usage"` is followed by `:` and an object somewhere (whitespace allowed).
+fn has_usage_object(event: &[u8]) -> bool {
+    const KEY: &[u8] = br#""usage""#;
+    let mut rest = event;
+    while let Some(i) = rest.windows(KEY.len()).position(|w| w == KEY) {
+        rest = &rest[i + KEY.len()..];
+        let mut after = rest.iter().copied().skip_while(u8::is_ascii_whitespace);
+        if after.next() == Some(b':') && after.find(|b| !b.is_ascii_whitespace()) == Some(b'{') {
+            return true;
+        }
+    }
+    false
+}
+
 fn is_usage_only(event: &[u8]) -> bool {
+    // This runs on every chunk of the stream: only one with a usage object is parsed.
+    if !has_usage_object(event) {
+        return false;
+    }
     let text = String::from_utf8_lossy(event);
     let data: String = text
         .lines()

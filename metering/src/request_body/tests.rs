@@ -75,8 +75,8 @@ fn usage_chunk_is_removed_whatever_the_chunking() {
     let bytes = STREAM.as_bytes();
     for split in 0..=bytes.len() {
         let mut f = UsageChunkFilter::default();
-        let mut out = f.filter(&bytes[..split], false);
-        out.extend(f.filter(&bytes[split..], true));
+        let mut out = sent(&mut f, &bytes[..split], false);
+        out.extend(sent(&mut f, &bytes[split..], true));
         assert_eq!(String::from_utf8(out).unwrap(), want, "split at {split}");
     }
     // Byte by byte, CRLF line endings.
@@ -84,7 +84,7 @@ fn usage_chunk_is_removed_whatever_the_chunking() {
     let mut f = UsageChunkFilter::default();
     let mut out = Vec::new();
     for (i, b) in crlf.as_bytes().iter().enumerate() {
-        out.extend(f.filter(&[*b], i + 1 == crlf.len()));
+        out.extend(sent(&mut f, &[*b], i + 1 == crlf.len()));
     }
     assert_eq!(String::from_utf8(out).unwrap(), want.replace('\n', "\r\n"));
 }
@@ -93,6 +93,36 @@ fn usage_chunk_is_removed_whatever_the_chunking() {
 fn complete_events_are_not_held_back() {
     let mut f = UsageChunkFilter::default();
     let first = "data: {\"choices\":[{\"delta\":{}}]}\n\n";
-    assert_eq!(f.filter(first.as_bytes(), false), first.as_bytes());
-    assert!(f.filter(b"data: {\"cho", false).is_empty());
+    assert_eq!(
+        f.filter(first.as_bytes(), false),
+        None,
+        "passed as it is, no copy"
+    );
+    assert_eq!(f.filter(b"data: {\"cho", false), Some(Vec::new()));
+    assert_eq!(
+        sent(&mut f, b"ices\":[]}\n\n", false),
+        b"data: {\"choices\":[]}\n\n"
+    );
+}
+
+/// What goes on to the client for `chunk`.
+fn sent(f: &mut UsageChunkFilter, chunk: &[u8], end_of_stream: bool) -> Vec<u8> {
+    f.filter(chunk, end_of_stream)
+        .unwrap_or_else(|| chunk.to_vec())
+}
+
+#[test]
+fn only_events_with_a_usage_object_are_parsed_for_it() {
+    assert!(has_usage_object(
+        br#"data: {"choices":[],"usage":{"prompt_tokens":1}}"#
+    ));
+    assert!(has_usage_object(
+        b"data: {\"choices\": [], \"usage\" :\n {\"prompt_tokens\": 1}}"
+    ));
+    assert!(!has_usage_object(
+        br#"data: {"choices":[{"delta":{"content":"usage"}}],"usage":null}"#
+    ));
+    assert!(!has_usage_object(
+        br#"data: {"choices":[{"delta":{"content":"\"usage\" is a word"}}]}"#
+    ));
 }
