@@ -28,19 +28,20 @@
 //!
 //! # Stream
 //! The body is AWS event-stream frames. [`BedrockStreamTranslator::feed`] decodes them
-//! with [`crate::eventstream`]; a caller with its own decoder calls
+//! with the gateway's event-stream decoder ([`aigw_metering::usage::event_stream`], the one
+//! metering uses); a caller with its own decoder calls
 //! [`BedrockStreamTranslator::feed_event`] with each frame's `:message-type`, its
 //! `:event-type` (or `:exception-type`) and payload instead. Events: `messageStart` →
 //! role, `contentBlockStart.start.toolUse` → tool-call start, `contentBlockDelta` `text`
 //! / `toolUse.input` → deltas, `messageStop` → finish reason, `metadata` → usage chunk
 //! and `[DONE]`. An `exception` frame becomes an OpenAI error event.
 
-use crate::eventstream::FrameDecoder;
 use crate::openai::{
     self, ChatRequest, ChunkWriter, FinishReason, Image, Message, ResponseFormat, ResponseMeta,
     ToolCall, ToolChoice, Usage, UserPart,
 };
 use crate::{push_turn, split_system, StreamTranslator, TranslateError, TranslatedRequest};
+use aigw_metering::usage::event_stream::Decoder as FrameDecoder;
 use serde_json::{json, Map, Value};
 
 /// botocore's `quote(value, safe='-._~')`.
@@ -441,18 +442,18 @@ impl BedrockStreamTranslator {
 impl StreamTranslator for BedrockStreamTranslator {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         let mut frames = std::mem::take(&mut self.frames);
-        let r = frames.feed(bytes, &mut |f| {
-            let mt = f.header(":message-type").unwrap_or("event").to_string();
+        let r = frames.feed(bytes, |f| {
+            let mt = f.header_str(":message-type").unwrap_or("event").to_string();
             let et = match mt.as_str() {
-                "event" => f.header(":event-type"),
-                "exception" => f.header(":exception-type"),
-                _ => f.header(":error-code"),
+                "event" => f.header_str(":event-type"),
+                "exception" => f.header_str(":exception-type"),
+                _ => f.header_str(":error-code"),
             }
             .unwrap_or("")
             .to_string();
             let payload = if mt == "error" && f.payload.is_empty() {
                 let m = f
-                    .header(":error-message")
+                    .header_str(":error-message")
                     .unwrap_or("upstream stream error");
                 serde_json::to_vec(&json!({ "message": m })).unwrap_or_default()
             } else {

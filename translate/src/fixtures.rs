@@ -18,8 +18,9 @@
 
 use crate::anthropic::{AnthropicOptions, AnthropicVersion};
 use crate::gemini::{GeminiApiVersion, GeminiOptions};
-use crate::{eventstream, stream_translator, translate_request, translate_response};
+use crate::{stream_translator, translate_request, translate_response};
 use crate::{ResponseMeta, Target, TranslateError};
+use aigw_metering::usage::event_stream::{self as eventstream, HeaderValue};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -222,9 +223,9 @@ fn stream_input(t: &str, dir: &Path, case: &str) -> Option<Vec<u8>> {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
                 .collect();
-            let h: Vec<(&str, &str)> = headers
+            let h: Vec<(&str, HeaderValue)> = headers
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .map(|(k, v)| (k.as_str(), HeaderValue::String(v.clone())))
                 .collect();
             let payload = serde_json::to_vec(&f["payload"]).unwrap();
             bytes.extend(eventstream::encode_frame(&h, &payload));

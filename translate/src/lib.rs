@@ -42,12 +42,12 @@
 //! before, this crate only shapes what the client sees.
 //!
 //! Module map: [`openai`] (request model, answer writers), [`anthropic`], [`gemini`],
-//! [`bedrock`], [`error`], and the framing helpers [`sse`] and [`eventstream`].
+//! [`bedrock`], [`error`], and the SSE framing helper [`sse`]; AWS event-stream frames are
+//! decoded with metering's decoder.
 
 pub mod anthropic;
 pub mod bedrock;
 pub mod error;
-pub mod eventstream;
 pub mod gemini;
 pub mod openai;
 pub mod sse;

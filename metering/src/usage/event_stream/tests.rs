@@ -130,3 +130,47 @@ fn malformed_headers_are_errors() {
         Err(FrameError::BadHeader("unknown header value type"))
     );
 }
+
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The published vector of awslabs/aws-c-event-stream (providers.md §7).
+#[test]
+fn published_vector() {
+    let bytes = hex("0000001d 00000000 fd528c5a 7b27666f6f273a27626172277d c3653936");
+    let f = parse_frame(&bytes).unwrap();
+    assert!(f.headers.is_empty());
+    assert_eq!(f.payload, b"{'foo':'bar'}");
+    assert_eq!(encode_frame(&[], b"{'foo':'bar'}"), bytes);
+}
+
+/// The worked Bedrock vector of providers.md §7, encoded, and decoded in two pieces.
+#[test]
+fn worked_bedrock_vector_in_pieces() {
+    let bytes = hex("00000087 0000004b 87ea2bf3
+         0b 3a6576656e742d74797065 07 0005 6368756e6b
+         0d 3a636f6e74656e742d74797065 07 0010 6170706c69636174696f6e2f6a736f6e
+         0d 3a6d6573736167652d74797065 07 0005 6576656e74
+         7b226279746573223a2265794a306558426c496a6f696257567a6332466e5a56397a64473977496e303d227d
+         ba48ab22");
+    let s = |v: &str| HeaderValue::String(v.into());
+    let headers = [
+        (":event-type", s("chunk")),
+        (":content-type", s("application/json")),
+        (":message-type", s("event")),
+    ];
+    assert_eq!(
+        encode_frame(&headers, br#"{"bytes":"eyJ0eXBlIjoibWVzc2FnZV9zdG9wIn0="}"#),
+        bytes
+    );
+    let (frames, end) = frames_of(&[&bytes[..50], &bytes[50..]]);
+    end.unwrap();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].header_str(":event-type"), Some("chunk"));
+    assert_eq!(frames[0].header_str(":message-type"), Some("event"));
+}
