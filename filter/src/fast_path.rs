@@ -104,15 +104,27 @@ pub struct FastPath {
     /// When the sidecar last confirmed the table (a new one or "unchanged"), Unix ms.
     confirmed_ms: u64,
     last_poll_ms: u64,
-    pub poll_in_flight: Option<u32>,
+    /// The poll on its way: its token and when it was sent.
+    poll: Option<(u32, u64)>,
     /// Records (JSON lines) not yet sent, and the batch on its way.
     outbox: Vec<u8>,
     sending: Vec<u8>,
-    pub flush_in_flight: Option<u32>,
+    flush: Option<(u32, u64)>,
 }
 
 /// Largest batch per POST: whole lines, under the sidecar's body limit.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// A call whose answer has not come this long after it was sent (its timeout is 1 s or
+/// 5 s) is taken as lost, so one missing callback cannot stop the polls or the records.
+pub const CALL_LOST_AFTER_MS: u64 = 10_000;
+
+/// Which call an answer belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Poll,
+    Flush,
+}
 
 impl FastPath {
     /// The table, if it is fresh and there is room for the call's record.
@@ -122,15 +134,37 @@ impl FastPath {
         self.table.as_ref().filter(|_| fresh && room).cloned()
     }
 
-    /// Whether to poll now: none in flight, and the interval has passed.
-    pub fn poll_due(&self, now_ms: u64) -> bool {
-        self.poll_in_flight.is_none()
-            && now_ms.saturating_sub(self.last_poll_ms) >= POLL_INTERVAL_MS
+    /// Whether to poll now: none on its way, and the interval has passed.
+    pub fn poll_due(&mut self, now_ms: u64) -> bool {
+        if self
+            .poll
+            .is_some_and(|(_, sent)| now_ms.saturating_sub(sent) > CALL_LOST_AFTER_MS)
+        {
+            self.poll = None;
+            self.lost();
+        }
+        self.poll.is_none() && now_ms.saturating_sub(self.last_poll_ms) >= POLL_INTERVAL_MS
     }
 
-    pub fn polled(&mut self, now_ms: u64, token: u32) {
+    /// A poll was sent (`Some(token)`) or could not be (`None`: the table is dropped).
+    pub fn polled(&mut self, now_ms: u64, token: Option<u32>) {
         self.last_poll_ms = now_ms;
-        self.poll_in_flight = Some(token);
+        self.poll = token.map(|t| (t, now_ms));
+        if token.is_none() {
+            self.lost();
+        }
+    }
+
+    /// Which call of ours `token` answers, if any; it is no longer on its way.
+    pub fn answered(&mut self, token: u32) -> Option<Call> {
+        if self.poll.is_some_and(|(t, _)| t == token) {
+            self.poll = None;
+            Some(Call::Poll)
+        } else if self.flush.is_some_and(|(t, _)| t == token) {
+            Some(Call::Flush)
+        } else {
+            None
+        }
     }
 
     /// The version to send with the poll, so an unchanged snapshot costs an empty answer.
@@ -158,9 +192,15 @@ impl FastPath {
     }
 
     /// The next batch to send (whole lines, at most [`MAX_BATCH_BYTES`] unless one line is
-    /// longer), if none is on its way.
-    pub fn next_batch(&mut self) -> Option<&[u8]> {
-        if self.flush_in_flight.is_some() || self.outbox.is_empty() {
+    /// longer), if none is on its way; a batch unanswered for too long is sent again.
+    pub fn next_batch(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        if self
+            .flush
+            .is_some_and(|(_, sent)| now_ms.saturating_sub(sent) > CALL_LOST_AFTER_MS)
+        {
+            self.flushed(false);
+        }
+        if self.flush.is_some() || self.outbox.is_empty() {
             return None;
         }
         let cut = if self.outbox.len() <= MAX_BATCH_BYTES {
@@ -180,12 +220,21 @@ impl FastPath {
         };
         let rest = self.outbox.split_off(cut);
         self.sending = std::mem::replace(&mut self.outbox, rest);
-        Some(&self.sending)
+        // A copy: the VM's state is not borrowed while Envoy has the call.
+        Some(self.sending.clone())
+    }
+
+    /// The batch went out with `token` (`None`: it could not, it waits for the next tick).
+    pub fn flush_sent(&mut self, now_ms: u64, token: Option<u32>) {
+        match token {
+            Some(t) => self.flush = Some((t, now_ms)),
+            None => self.flushed(false),
+        }
     }
 
     /// The batch arrived (`true`) or must be sent again (`false`, ahead of newer records).
     pub fn flushed(&mut self, delivered: bool) {
-        self.flush_in_flight = None;
+        self.flush = None;
         let mut batch = std::mem::take(&mut self.sending);
         if !delivered {
             batch.extend_from_slice(&self.outbox);

@@ -4,7 +4,7 @@
 //! the fast path (credential, metering along the request and the answer, the record at the
 //! end) or hands the request to the sidecar.
 
-use crate::fast_path::{FastPath, FastTable};
+use crate::fast_path::{Call, FastPath, FastTable};
 use crate::reply;
 use crate::request::{Decision, Forward, Request};
 use crate::table::ProviderTable;
@@ -47,41 +47,48 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
+        let Some(call) = self.fast.borrow_mut().answered(token) else {
+            return;
+        };
         let status = self.get_http_call_response_header(":status");
         let now = now_ms(self);
-        let mut fast = self.fast.borrow_mut();
-        if fast.poll_in_flight == Some(token) {
-            fast.poll_in_flight = None;
-            match status.as_deref() {
-                Some("204") => fast.confirmed(now, None),
-                Some("200") => {
-                    let body = self
-                        .get_http_call_response_body(0, body_size)
-                        .unwrap_or_default();
-                    match serde_json::from_slice::<Snapshot>(&body)
-                        .map_err(|e| e.to_string())
-                        .and_then(FastTable::new)
-                    {
-                        Ok(t) => {
-                            debug!("aigw: fast-path snapshot {}", t.version());
-                            fast.confirmed(now, Some(t));
-                        }
-                        Err(e) => warn!("aigw: fast-path snapshot unreadable: {e}"),
+        match call {
+            Call::Poll => {
+                let answer = match status.as_deref() {
+                    Some("204") => Ok(None),
+                    Some("200") => {
+                        let body = self
+                            .get_http_call_response_body(0, body_size)
+                            .unwrap_or_default();
+                        serde_json::from_slice::<Snapshot>(&body)
+                            .map_err(|e| e.to_string())
+                            .and_then(FastTable::new)
+                            .map(Some)
+                    }
+                    s => Err(format!("answered {s:?}")),
+                };
+                let mut fast = self.fast.borrow_mut();
+                match answer {
+                    Ok(t) => fast.confirmed(now, t),
+                    Err(e) => {
+                        // The sidecar is down, refusing or garbled: every call takes the
+                        // sidecar path, which fails closed.
+                        debug!("aigw: fast-path snapshot poll failed: {e}");
+                        fast.lost();
                     }
                 }
-                s => {
-                    // The sidecar is down or refusing: every call takes the sidecar path,
-                    // which fails closed.
-                    debug!("aigw: fast-path snapshot poll answered {s:?}");
-                    fast.lost();
+            }
+            Call::Flush => {
+                let delivered = status.as_deref() == Some("200");
+                let mut fast = self.fast.borrow_mut();
+                if !delivered {
+                    warn!(
+                        "aigw: usage records not accepted by the sidecar ({status:?}); {} bytes kept for the next try",
+                        fast.pending_bytes()
+                    );
                 }
+                fast.flushed(delivered);
             }
-        } else if fast.flush_in_flight == Some(token) {
-            let delivered = status.as_deref() == Some("200");
-            if !delivered {
-                warn!("aigw: usage records not accepted by the sidecar ({status:?}); {} bytes kept for the next try", fast.pending_bytes());
-            }
-            fast.flushed(delivered);
         }
     }
 }
@@ -116,56 +123,54 @@ impl RootContext for Root {
         }
     }
 
-    /// Off the request path: refresh the snapshot, send the records.
+    /// Off the request path: refresh the snapshot, send the records. The state is not
+    /// borrowed across a call to Envoy, which could answer before returning.
     fn on_tick(&mut self) {
         let now = now_ms(self);
-        let mut fast = self.fast.borrow_mut();
-        if fast.poll_due(now) {
-            let path = match fast.version() {
+        let poll_path = {
+            let mut fast = self.fast.borrow_mut();
+            fast.poll_due(now).then(|| match fast.version() {
                 Some(v) => format!("{SNAPSHOT_PATH}?{VERSION_PARAM}={v}"),
                 None => SNAPSHOT_PATH.to_string(),
-            };
+            })
+        };
+        if let Some(path) = poll_path {
             let headers = vec![
                 (":method", "GET"),
                 (":path", path.as_str()),
                 (":authority", SIDECAR_CLUSTER),
             ];
-            match self.dispatch_http_call(
+            let sent = self.dispatch_http_call(
                 SIDECAR_CLUSTER,
                 headers,
                 None,
                 vec![],
                 Duration::from_secs(1),
-            ) {
-                Ok(token) => fast.polled(now, token),
-                Err(e) => {
-                    fast.polled(now, 0);
-                    fast.poll_in_flight = None;
-                    fast.lost();
-                    debug!("aigw: fast-path snapshot poll not sent: {e:?}");
-                }
+            );
+            if let Err(e) = &sent {
+                debug!("aigw: fast-path snapshot poll not sent: {e:?}");
             }
+            self.fast.borrow_mut().polled(now, sent.ok());
         }
-        if let Some(batch) = fast.next_batch() {
+        let batch = self.fast.borrow_mut().next_batch(now);
+        if let Some(batch) = batch {
             let headers = vec![
                 (":method", "POST"),
                 (":path", RECORDS_PATH),
                 (":authority", SIDECAR_CLUSTER),
                 ("content-type", "application/x-ndjson"),
             ];
-            match self.dispatch_http_call(
+            let sent = self.dispatch_http_call(
                 SIDECAR_CLUSTER,
                 headers,
-                Some(batch),
+                Some(&batch),
                 vec![],
                 Duration::from_secs(5),
-            ) {
-                Ok(token) => fast.flush_in_flight = Some(token),
-                Err(e) => {
-                    warn!("aigw: usage records not sent: {e:?}");
-                    fast.flushed(false);
-                }
+            );
+            if let Err(e) = &sent {
+                warn!("aigw: usage records not sent: {e:?}");
             }
+            self.fast.borrow_mut().flush_sent(now, sent.ok());
         }
     }
 

@@ -73,11 +73,28 @@ fn the_table_is_used_while_fresh_and_while_records_have_room() {
 fn polls_once_per_interval_and_one_at_a_time() {
     let mut f = FastPath::default();
     assert!(f.poll_due(POLL_INTERVAL_MS));
-    f.polled(POLL_INTERVAL_MS, 3);
-    assert!(!f.poll_due(POLL_INTERVAL_MS * 5), "one in flight");
-    f.poll_in_flight = None;
+    f.polled(POLL_INTERVAL_MS, Some(3));
+    assert!(!f.poll_due(POLL_INTERVAL_MS * 5), "one on its way");
+    assert_eq!(f.answered(4), None, "not ours");
+    assert_eq!(f.answered(3), Some(Call::Poll));
     assert!(!f.poll_due(POLL_INTERVAL_MS * 2 - 1));
     assert!(f.poll_due(POLL_INTERVAL_MS * 2));
+}
+
+#[test]
+fn an_unsent_or_unanswered_poll_drops_the_table() {
+    let mut f = FastPath::default();
+    f.confirmed(0, Some(FastTable::new(snapshot()).unwrap()));
+    f.polled(1_000, None);
+    assert!(f.table(1_000).is_none(), "poll not sent");
+    f.confirmed(2_000, Some(FastTable::new(snapshot()).unwrap()));
+    f.polled(2_000, Some(9));
+    assert!(!f.poll_due(2_000 + CALL_LOST_AFTER_MS));
+    assert!(
+        f.poll_due(2_001 + CALL_LOST_AFTER_MS),
+        "its answer is taken as lost"
+    );
+    assert!(f.table(2_001).is_none());
 }
 
 #[test]
@@ -91,23 +108,31 @@ fn batches_are_whole_lines_and_failed_ones_are_sent_again_first() {
     f.outbox.extend(line(b'a', MAX_BATCH_BYTES / 2));
     f.outbox.extend(line(b'b', MAX_BATCH_BYTES / 2));
     f.outbox.extend(line(b'c', 10));
-    let first = f.next_batch().unwrap().to_vec();
+    let first = f.next_batch(0).unwrap();
     assert_eq!(
         first,
         line(b'a', MAX_BATCH_BYTES / 2),
         "cut at the last whole line"
     );
-    f.flush_in_flight = Some(1);
-    assert!(f.next_batch().is_none(), "one batch at a time");
+    f.flush_sent(0, Some(1));
+    assert!(f.next_batch(0).is_none(), "one batch at a time");
     f.outbox.extend(line(b'd', 1));
+    assert_eq!(f.answered(1), Some(Call::Flush));
     f.flushed(false);
     assert!(f.outbox.starts_with(&first), "the failed batch goes first");
     assert_eq!(
         f.pending_bytes(),
         first.len() + MAX_BATCH_BYTES / 2 + 1 + 11 + 2
     );
-    f.next_batch().unwrap();
-    f.flush_in_flight = Some(2);
+    f.next_batch(0).unwrap();
+    f.flush_sent(0, Some(2));
     f.flushed(true);
     assert_eq!(f.pending_bytes(), MAX_BATCH_BYTES / 2 + 1 + 11 + 2);
+    // Not sent at all, or never answered: sent again.
+    let b = f.next_batch(0).unwrap();
+    f.flush_sent(0, None);
+    assert_eq!(f.next_batch(0).unwrap(), b);
+    f.flush_sent(0, Some(3));
+    assert!(f.next_batch(CALL_LOST_AFTER_MS).is_none());
+    assert_eq!(f.next_batch(CALL_LOST_AFTER_MS + 1).unwrap(), b);
 }
