@@ -698,8 +698,6 @@ def test_upstream_error_on_stream(ugw, upstream, claude):
     assert rec["outcome"] == "upstream_error" and rec["status"] == "529", rec
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the sidecar sees an upstream reset mid-stream as its ext_proc "
-                   "stream ending early, the same as a client leaving, so the outcome is client_disconnected")
 def test_upstream_connection_breaks_mid_stream(ugw, upstream, claude):
     """The provider's connection drops after message_start and two deltas: the record says
     upstream_error (the client did not go away) and keeps the usage seen."""
@@ -713,6 +711,10 @@ def test_upstream_connection_breaks_mid_stream(ugw, upstream, claude):
     rec = wait_record(ugw, cid, timeout=5)
     assert tokens_of(rec) == expect_tokens(input=50, cache_read=200, cache_write_5m=100, cache_write_1h=200,
                                            output=1), rec
+    if not ugw.fast_path and rec["outcome"] == "client_disconnected":
+        # The filter tells the two apart by Envoy's response flags; the sidecar cannot yet.
+        pytest.xfail("known gap on the sidecar path: an upstream reset mid-stream ends the ext_proc stream "
+                     "early, the same as a client leaving, so the outcome is client_disconnected")
     assert rec["outcome"] == "upstream_error", f"outcome {rec['outcome']!r} for a broken upstream stream: {rec}"
 
 

@@ -187,6 +187,16 @@ impl RootContext for Root {
     }
 }
 
+/// Envoy's response flags (`response.flags`, the legacy bitmask) that put the end on the
+/// upstream's side: request timeout (UT), remote reset (UR), connection failure (UF) and
+/// termination (UC), overflow (UO), stream idle timeout (SI), max stream duration (UMSDR),
+/// protocol error (UPE: e.g. a chunked body cut off).
+const UPSTREAM_FAILURE_FLAGS: u64 =
+    0x4 | 0x10 | 0x20 | 0x40 | 0x80 | 0x1_0000 | 0x8_0000 | 0x80_0000;
+/// The client went away: connection termination (DC), protocol error (DPE), remote
+/// reset (DR).
+const DOWNSTREAM_TERMINATION: u64 = 0x4000 | 0x4_0000 | 0x1000_0000;
+
 struct Exchange {
     table: Rc<ProviderTable>,
     fast: Rc<RefCell<FastPath>>,
@@ -326,9 +336,23 @@ impl HttpContext for Exchange {
         Action::Continue
     }
 
-    /// The stream is over; a fast-path call not finished by now lost its client.
+    /// The stream is over; a fast-path call not finished by now was cut short, by the
+    /// upstream or by the client (Envoy's response flags say which).
     fn on_log(&mut self) {
-        self.finish(true);
+        if self.meter.is_none() {
+            return;
+        }
+        let flags = self
+            .get_property(vec!["response", "flags"])
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes);
+        let upstream = flags & UPSTREAM_FAILURE_FLAGS != 0 && flags & DOWNSTREAM_TERMINATION == 0;
+        if upstream {
+            if let Some(m) = self.meter.as_mut() {
+                m.accounting.upstream_broke();
+            }
+        }
+        self.finish(!upstream);
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Accounting {
     pub streamed: bool,
     format: Option<ApiFormat>,
     status: u16,
+    /// The upstream's connection broke or timed out before the answer ended.
+    upstream_broke: bool,
     ttfb_ms: Option<u64>,
     extractor: Option<UsageExtractor>,
 }
@@ -84,6 +86,7 @@ impl Accounting {
             streamed,
             format,
             status: 0,
+            upstream_broke: false,
             ttfb_ms: None,
             extractor: None,
         }
@@ -144,6 +147,12 @@ impl Accounting {
         }
     }
 
+    /// The answer ended early on the upstream's side (where the caller can tell: Envoy's
+    /// response flags), not the client's.
+    pub fn upstream_broke(&mut self) {
+        self.upstream_broke = true;
+    }
+
     /// The record of this request, to be priced ([`UsageRecord::price`]).
     pub fn finish(mut self, client_gone: bool) -> UsageRecord {
         let extracted = self.extractor.take().map(UsageExtractor::finish);
@@ -153,7 +162,7 @@ impl Accounting {
         };
         let outcome = if client_gone {
             Outcome::ClientDisconnected
-        } else if self.status == 0 || self.status >= 400 {
+        } else if self.status == 0 || self.status >= 400 || self.upstream_broke {
             Outcome::UpstreamError
         } else {
             Outcome::Complete
