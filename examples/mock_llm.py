@@ -30,8 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DEFAULT_MODEL = "demo-model"
 CANNED_ANSWER = (
-    "Hello! I am the gateway's offline demo model. Your request went through Envoy, "
-    "the aigw filter and the sidecar, which checked your gateway key and recorded the usage."
+    "Hello! I am the gateway's offline demo model. Your request went through Envoy and "
+    "the aigw filter, which checked your gateway key and added the upstream one; the "
+    "sidecar priced and recorded the usage."
 )
 
 
