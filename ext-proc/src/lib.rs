@@ -1,7 +1,8 @@
 //! # aigw-ext-proc
 //!
 //! The gateway's ext_proc sidecar. Envoy opens one gRPC stream per HTTP request that the
-//! wasm filter routed to a provider; the sidecar answers it:
+//! wasm filter routed to a provider and did not complete alone (its fast path, which the
+//! sidecar governs through [`feed`]); the sidecar answers it:
 //!
 //! - [`server`]: the gRPC service; one [`exchange::Exchange`] per stream.
 //! - [`feed`]: the filter's fast path: what it may complete alone, and its usage records.
