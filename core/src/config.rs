@@ -336,6 +336,14 @@ impl Scheme {
             Self::Https => "https",
         }
     }
+
+    /// The `x-aigw-upstream` value of the fast path's route for this scheme (ext_proc off).
+    pub const fn fast_route(self) -> &'static str {
+        match self {
+            Self::Http => "http-fast",
+            Self::Https => "https-fast",
+        }
+    }
 }
 
 /// A base URL split into what the filter rewrites: scheme (picks the upstream cluster),

@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod feed;
 pub mod handoff;
+pub mod hex;
 pub mod path;
 pub mod provider;
 

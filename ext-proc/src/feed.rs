@@ -16,6 +16,7 @@ use aigw_core::feed::{
     FastKey, FastProvider, Snapshot, RECORDS_PATH, SNAPSHOT_PATH, VERSION_PARAM,
 };
 use aigw_core::handoff::Route;
+use aigw_core::hex;
 use aigw_core::ProviderKind;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, StatusCode};
@@ -89,7 +90,7 @@ pub fn snapshot(gw: &Gateway) -> Snapshot {
                 continue;
             }
             keys.push(FastKey {
-                sha256: hex(digest),
+                sha256: hex::encode(digest),
                 subject: principal.subject.clone(),
                 user: principal.user.clone(),
                 agent: principal.agent.clone(),
@@ -103,7 +104,7 @@ pub fn snapshot(gw: &Gateway) -> Snapshot {
         providers,
     };
     let digest = Sha256::digest(serde_json::to_vec(&s).unwrap_or_default());
-    s.version = hex(&digest)[..16].to_string();
+    s.version = hex::encode(&digest)[..16].to_string();
     s
 }
 
@@ -163,15 +164,6 @@ async fn post_records(State(gw): State<Arc<Gateway>>, body: axum::body::Bytes) -
         format!("{{\"stored\":{},\"refused\":{}}}", n.stored, n.refused),
     )
         .into_response()
-}
-
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
 }
 
 #[cfg(test)]

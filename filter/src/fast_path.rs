@@ -48,7 +48,7 @@ impl FastTable {
     pub fn new(s: Snapshot) -> Result<Self, String> {
         let mut keys = HashMap::with_capacity(s.keys.len());
         for k in s.keys {
-            let digest = parse_hex32(&k.sha256)
+            let digest = aigw_core::hex::decode32(&k.sha256)
                 .ok_or_else(|| format!("key '{}': sha256 is not 64 hex digits", k.subject))?;
             keys.insert(
                 digest,
@@ -245,20 +245,6 @@ impl FastPath {
     pub fn pending_bytes(&self) -> usize {
         self.outbox.len() + self.sending.len()
     }
-}
-
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -236,10 +236,9 @@ impl HttpContext for Exchange {
                 self.set_http_request_header(":path", Some(&f.path));
                 self.set_http_request_header(":authority", Some(&p.upstream.authority));
                 let action = if self.try_fast_path(&f, &headers, end_of_stream) {
-                    let scheme = p.upstream.scheme.as_str();
                     self.set_http_request_header(
                         UPSTREAM_SCHEME_HEADER,
-                        Some(&format!("{scheme}-fast")),
+                        Some(p.upstream.scheme.fast_route()),
                     );
                     Action::Continue
                 } else {

@@ -39,7 +39,7 @@ impl ApiKeys {
                 continue;
             };
             let digest = match v.expose().strip_prefix("sha256:") {
-                Some(hex) => match parse_hex32(hex) {
+                Some(hex) => match aigw_core::hex::decode32(hex.trim()) {
                     Some(d) => d,
                     None => {
                         unusable.push(bad("sha256: value is not 64 hex digits"));
@@ -95,19 +95,6 @@ impl ApiKeys {
     }
 }
 
-fn parse_hex32(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim().as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,7 +114,10 @@ mod tests {
 
     #[test]
     fn plain_and_hashed_keys() {
-        let hashed = format!("sha256:{}", hex(&Sha256::digest(b"gw-two")));
+        let hashed = format!(
+            "sha256:{}",
+            aigw_core::hex::encode(&Sha256::digest(b"gw-two"))
+        );
         let secrets = Snapshot::from([
             ("K1".into(), SecretValue::new("gw-one")),
             ("K2".into(), SecretValue::new(&hashed)),
@@ -152,9 +142,5 @@ mod tests {
         let (keys, bad) = ApiKeys::build(&cfg(&[("k", "K")]), &secrets);
         assert!(keys.is_empty());
         assert_eq!(bad[0].reason, "sha256: value is not 64 hex digits");
-    }
-
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
     }
 }

@@ -78,7 +78,7 @@ async fn lists_static_key_providers_and_unbudgeted_keys_only() {
     let k = &s.keys[0];
     assert_eq!(k.subject, "app");
     assert_eq!(k.user.as_deref(), Some("alice"));
-    assert_eq!(k.sha256, hex(&Sha256::digest(b"gw-app-key")));
+    assert_eq!(k.sha256, hex::encode(&Sha256::digest(b"gw-app-key")));
     assert_eq!(
         k.providers,
         ["oa", "ant", "local"],

@@ -1,9 +1,7 @@
 use super::*;
 use aigw_core::feed::FastKey as WireKey;
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use aigw_core::hex::encode as hex;
 
 fn snapshot() -> Snapshot {
     Snapshot {
