@@ -209,6 +209,20 @@ fn only_keys(obj: &Map<String, Value>, path: &str, known: &[&str]) -> Result<(),
     Ok(())
 }
 
+/// `obj[key]`, which must be there, read with `read`; with its path for later errors.
+fn required<'a, T>(
+    obj: &'a Map<String, Value>,
+    parent: &str,
+    key: &str,
+    read: impl FnOnce(&'a Value, &str) -> Result<T, TranslateError>,
+) -> Result<(T, String), TranslateError> {
+    let path = join(parent, key);
+    let v = obj
+        .get(key)
+        .ok_or_else(|| TranslateError::invalid(&path, "missing"))?;
+    Ok((read(v, &path)?, path))
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -507,12 +521,7 @@ fn user_content(v: &Value, path: &str) -> Result<Vec<UserPart>, TranslateError> 
     for (j, p) in parts.iter().enumerate() {
         let pp = format!("{path}[{j}]");
         let o = as_obj(p, &pp)?;
-        let ty_path = join(&pp, "type");
-        let ty = as_str(
-            o.get("type")
-                .ok_or_else(|| TranslateError::invalid(&ty_path, "missing"))?,
-            &ty_path,
-        )?;
+        let (ty, ty_path) = required(o, &pp, "type", as_str)?;
         match ty {
             "text" => {
                 only_keys(o, &pp, &["type", "text"])?;
@@ -523,19 +532,9 @@ fn user_content(v: &Value, path: &str) -> Result<Vec<UserPart>, TranslateError> 
             }
             "image_url" => {
                 only_keys(o, &pp, &["type", "image_url"])?;
-                let ip = join(&pp, "image_url");
-                let io = as_obj(
-                    o.get("image_url")
-                        .ok_or_else(|| TranslateError::invalid(&ip, "missing"))?,
-                    &ip,
-                )?;
+                let (io, ip) = required(o, &pp, "image_url", as_obj)?;
                 only_keys(io, &ip, &["url", "detail"])?;
-                let up = join(&ip, "url");
-                let url = as_str(
-                    io.get("url")
-                        .ok_or_else(|| TranslateError::invalid(&up, "missing"))?,
-                    &up,
-                )?;
+                let (url, up) = required(io, &ip, "url", as_str)?;
                 out.push(UserPart::Image {
                     image: parse_image_url(url, &up)?,
                     path: up,
@@ -608,25 +607,10 @@ fn parse_tool_calls(v: &Value, path: &str) -> Result<Vec<ToolCall>, TranslateErr
                     ));
                 }
             }
-            let idp = join(&cp, "id");
-            let id = as_str(
-                o.get("id")
-                    .ok_or_else(|| TranslateError::invalid(&idp, "missing"))?,
-                &idp,
-            )?;
-            let fp = join(&cp, "function");
-            let f = as_obj(
-                o.get("function")
-                    .ok_or_else(|| TranslateError::invalid(&fp, "missing"))?,
-                &fp,
-            )?;
+            let (id, _) = required(o, &cp, "id", as_str)?;
+            let (f, fp) = required(o, &cp, "function", as_obj)?;
             only_keys(f, &fp, &["name", "arguments"])?;
-            let np = join(&fp, "name");
-            let name = as_str(
-                f.get("name")
-                    .ok_or_else(|| TranslateError::invalid(&np, "missing"))?,
-                &np,
-            )?;
+            let (name, _) = required(f, &fp, "name", as_str)?;
             let arguments = match present(f, "arguments") {
                 Some(a) => as_str(a, &join(&fp, "arguments"))?.to_string(),
                 None => String::new(),
@@ -655,19 +639,9 @@ fn parse_tools(v: &Value) -> Result<Vec<Tool>, TranslateError> {
                 ));
             }
             only_keys(o, &tp, &["type", "function"])?;
-            let fp = join(&tp, "function");
-            let f = as_obj(
-                o.get("function")
-                    .ok_or_else(|| TranslateError::invalid(&fp, "missing"))?,
-                &fp,
-            )?;
+            let (f, fp) = required(o, &tp, "function", as_obj)?;
             only_keys(f, &fp, &["name", "description", "parameters", "strict"])?;
-            let np = join(&fp, "name");
-            let name = as_str(
-                f.get("name")
-                    .ok_or_else(|| TranslateError::invalid(&np, "missing"))?,
-                &np,
-            )?;
+            let (name, _) = required(f, &fp, "name", as_str)?;
             let description = present(f, "description")
                 .map(|d| as_str(d, &join(&fp, "description")).map(str::to_string))
                 .transpose()?;
