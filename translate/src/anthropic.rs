@@ -74,24 +74,7 @@ pub fn translate_request(
     model: &str,
     opts: &AnthropicOptions,
 ) -> Result<TranslatedRequest, TranslateError> {
-    if req.seed.is_some() {
-        return Err(TranslateError::unsupported(
-            "seed",
-            "Anthropic has no sampling seed",
-        ));
-    }
-    if req.frequency_penalty.is_some() {
-        return Err(TranslateError::unsupported(
-            "frequency_penalty",
-            "Anthropic has no penalties",
-        ));
-    }
-    if req.presence_penalty.is_some() {
-        return Err(TranslateError::unsupported(
-            "presence_penalty",
-            "Anthropic has no penalties",
-        ));
-    }
+    req.refuse_seed_and_penalties("Anthropic")?;
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
     body.insert(

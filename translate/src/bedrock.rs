@@ -74,24 +74,7 @@ pub fn translate_request(
     if model.is_empty() {
         return Err(TranslateError::invalid("model", "empty Bedrock model id"));
     }
-    if req.seed.is_some() {
-        return Err(TranslateError::unsupported(
-            "seed",
-            "Bedrock Converse has no sampling seed",
-        ));
-    }
-    if req.frequency_penalty.is_some() {
-        return Err(TranslateError::unsupported(
-            "frequency_penalty",
-            "Bedrock Converse has no penalties",
-        ));
-    }
-    if req.presence_penalty.is_some() {
-        return Err(TranslateError::unsupported(
-            "presence_penalty",
-            "Bedrock Converse has no penalties",
-        ));
-    }
+    req.refuse_seed_and_penalties("Bedrock Converse")?;
     let mut body = Map::new();
     let (system, conversation) = split_system(req)?;
     if !system.is_empty() {

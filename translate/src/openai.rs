@@ -209,6 +209,30 @@ fn only_keys(obj: &Map<String, Value>, path: &str, known: &[&str]) -> Result<(),
     Ok(())
 }
 
+impl ChatRequest {
+    /// Refuses `seed` and the penalties, for a `target` that has neither.
+    pub(crate) fn refuse_seed_and_penalties(&self, target: &str) -> Result<(), TranslateError> {
+        if self.seed.is_some() {
+            return Err(TranslateError::unsupported(
+                "seed",
+                format!("{target} has no sampling seed"),
+            ));
+        }
+        for (field, v) in [
+            ("frequency_penalty", self.frequency_penalty),
+            ("presence_penalty", self.presence_penalty),
+        ] {
+            if v.is_some() {
+                return Err(TranslateError::unsupported(
+                    field,
+                    format!("{target} has no penalties"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `obj[key]`, which must be there, read with `read`; with its path for later errors.
 fn required<'a, T>(
     obj: &'a Map<String, Value>,
