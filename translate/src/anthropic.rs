@@ -414,19 +414,8 @@ impl AnthropicStreamTranslator {
     }
 
     fn event(&mut self, e: SseEvent<'_>, out: &mut Vec<u8>) {
-        if self.w.done() {
+        let Some(v) = self.w.read_event(e.data, out) else {
             return;
-        }
-        let v: Value = match serde_json::from_slice(e.data) {
-            Ok(v) => v,
-            Err(err) => {
-                self.w.error(
-                    &format!("upstream sent an unreadable event: {err}"),
-                    "api_error",
-                    out,
-                );
-                return;
-            }
         };
         let ty = v.get("type").and_then(Value::as_str).unwrap_or(e.event);
         match ty {

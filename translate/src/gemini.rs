@@ -409,19 +409,8 @@ impl GeminiStreamTranslator {
     }
 
     fn event(&mut self, e: SseEvent<'_>, out: &mut Vec<u8>) {
-        if self.w.done() {
+        let Some(v) = self.w.read_event(e.data, out) else {
             return;
-        }
-        let v: Value = match serde_json::from_slice(e.data) {
-            Ok(v) => v,
-            Err(err) => {
-                self.w.error(
-                    &format!("upstream sent an unreadable event: {err}"),
-                    "api_error",
-                    out,
-                );
-                return;
-            }
         };
         if let Some(err) = v.get("error") {
             let msg = err

@@ -921,6 +921,24 @@ pub struct ChunkWriter {
 }
 
 impl ChunkWriter {
+    /// An event's JSON, unless the stream is over; an unreadable event ends it with an error.
+    pub fn read_event(&mut self, data: &[u8], out: &mut Vec<u8>) -> Option<Value> {
+        if self.done() {
+            return None;
+        }
+        match serde_json::from_slice(data) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                self.error(
+                    &format!("upstream sent an unreadable event: {err}"),
+                    "api_error",
+                    out,
+                );
+                None
+            }
+        }
+    }
+
     pub fn new(meta: ResponseMeta, include_usage: bool) -> Self {
         ChunkWriter {
             id: meta.id,
