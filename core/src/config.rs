@@ -9,6 +9,9 @@ use crate::provider::ProviderKind;
 use serde::Deserialize;
 use std::fmt;
 
+pub mod unified;
+pub use unified::{Policy, PolicyAction, Target, VirtualModel};
+
 pub const MAX_PROVIDER_NAME_LEN: usize = 63;
 
 /// Raw config as written by the operator.
@@ -24,6 +27,10 @@ struct RawConfig {
     default_access: Option<Vec<AccessRule>>,
     budgets: Option<RawBudgets>,
     fast_path: Option<bool>,
+    #[serde(default)]
+    virtual_models: Vec<unified::RawVirtualModel>,
+    #[serde(default)]
+    policies: Vec<unified::RawPolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +145,10 @@ pub struct GatewayConfig {
     /// Whether the filter completes API-key calls without budgets alone (default on);
     /// off: every call goes through the sidecar.
     pub fast_path: bool,
+    /// Provider pools the unified endpoint serves as `model: "<name>"`.
+    pub virtual_models: Vec<VirtualModel>,
+    /// Routing policies of the unified endpoint, tried in order.
+    pub policies: Vec<Policy>,
 }
 
 /// Spend caps per agent, enforced before the upstream call.
@@ -522,6 +533,10 @@ impl GatewayConfig {
 
     pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
         self.providers.iter().find(|p| p.name == name)
+    }
+
+    pub fn virtual_model(&self, name: &str) -> Option<&VirtualModel> {
+        self.virtual_models.iter().find(|v| v.name == name)
     }
 
     /// Every secret reference the config needs, with the field that names it. A disabled
@@ -925,6 +940,10 @@ impl RawConfig {
             check_rules(format!("providers[{i}].access"), &p.access, &mut err);
         }
 
+        let virtual_models =
+            unified::validate_virtual_models(self.virtual_models, &providers, &mut err);
+        let policies = unified::validate_policies(self.policies, &virtual_models, &mut err);
+
         if errors.is_empty() {
             Ok(GatewayConfig {
                 providers,
@@ -933,6 +952,8 @@ impl RawConfig {
                 default_access: self.default_access,
                 budgets,
                 fast_path: self.fast_path.unwrap_or(true),
+                virtual_models,
+                policies,
             })
         } else {
             Err(ConfigErrors(errors))

@@ -57,6 +57,18 @@ pub enum ErrorKind {
     UpstreamCredentialUnavailable,
     /// The sidecar got a request the filter did not hand over (mis-wired Envoy config).
     Misconfigured,
+    /// Unified endpoint: `model` is neither a virtual model nor `<provider>/<model>`.
+    UnknownModel,
+    /// Unified endpoint: the target provider cannot do what this field asks (`param`).
+    UnsupportedParameter,
+    /// Unified endpoint: the field (`param`) is malformed.
+    InvalidParameter,
+    /// Unified endpoint: a routing policy denied the request.
+    PolicyDenied,
+    /// Unified endpoint: the provider's answer is not the documented shape.
+    BadUpstreamResponse,
+    /// Unified endpoint: no target sent its first byte in time.
+    UpstreamTimeout,
 }
 
 impl ErrorKind {
@@ -66,17 +78,22 @@ impl ErrorKind {
             | Self::InternalHeader
             | Self::AmbiguousCredentials
             | Self::InvalidQuery
-            | Self::InvalidBody => 400,
-            Self::NotFound => 404,
+            | Self::InvalidBody
+            | Self::UnsupportedParameter
+            | Self::InvalidParameter => 400,
+            Self::NotFound | Self::UnknownModel => 404,
             Self::MethodNotAllowed => 405,
             Self::MissingCredential | Self::InvalidCredential => 401,
             Self::ProviderDisabled
             | Self::AccessDenied
             | Self::ModelNotAllowed
-            | Self::UnpricedModel => 403,
+            | Self::UnpricedModel
+            | Self::PolicyDenied => 403,
             Self::BudgetExceeded => 429,
             Self::UnknownProvider => 404,
             Self::PathTooLong => 414,
+            Self::BadUpstreamResponse => 502,
+            Self::UpstreamTimeout => 504,
             Self::UpstreamCredentialUnavailable
             | Self::Misconfigured
             | Self::IdentityProviderUnavailable
@@ -107,6 +124,12 @@ impl ErrorKind {
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",
             Self::UpstreamCredentialUnavailable => "upstream_credential_unavailable",
             Self::Misconfigured => "gateway_misconfigured",
+            Self::UnknownModel => "model_not_found",
+            Self::UnsupportedParameter => "unsupported_parameter",
+            Self::InvalidParameter => "invalid_parameter",
+            Self::PolicyDenied => "policy_denied",
+            Self::BadUpstreamResponse => "bad_upstream_response",
+            Self::UpstreamTimeout => "upstream_timeout",
         }
     }
 
@@ -146,6 +169,8 @@ pub struct GatewayError {
     pub message: String,
     /// Seconds after which a retry may succeed (`Retry-After`).
     pub retry_after_secs: Option<u64>,
+    /// The request field the error is about (`error.param`), as a JSON path.
+    pub param: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -174,7 +199,13 @@ impl GatewayError {
             kind,
             message: message.into(),
             retry_after_secs: None,
+            param: None,
         }
+    }
+
+    pub fn with_param(mut self, field: impl Into<String>) -> Self {
+        self.param = Some(field.into());
+        self
     }
 
     pub fn with_retry_after(mut self, secs: u64) -> Self {
@@ -195,7 +226,7 @@ impl GatewayError {
                 code: self.kind.code(),
                 message: &self.message,
                 status: grpc_status_name(self.kind.status()),
-                param: None,
+                param: self.param.as_deref(),
             },
             message: &self.message,
             source: "gateway",

@@ -64,6 +64,14 @@ pub async fn authenticate(
     if credential.is_empty() && route.gateway_token_optional {
         return Ok(Principal::anonymous());
     }
+    authenticate_token(gw, credential).await
+}
+
+/// Authenticates a gateway token: an OpenID access token or a gateway API key.
+pub async fn authenticate_token(
+    gw: &Gateway,
+    credential: &str,
+) -> Result<Arc<Principal>, GatewayError> {
     if oidc::looks_like_jwt(credential) && !gw.oidc.is_empty() {
         return gw.oidc.verify(credential).await;
     }

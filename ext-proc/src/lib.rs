@@ -30,6 +30,7 @@ pub mod secrets;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod unified;
 
 // Metering is shared with the filter (its fast path); re-exported under the old paths.
 pub use aigw_metering::{accounting, record, usage};
@@ -58,6 +59,8 @@ pub enum RunError {
     },
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Unified(String),
     #[error("usage store {path}: {reason}")]
     Store { path: String, reason: String },
 }
@@ -94,9 +97,11 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let service = ExternalProcessorServer::new(server::Processor::new(Arc::clone(&gateway)))
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
-    // ext_proc and, on the same port, the filter's fast-path feed.
-    let routes =
-        tonic::service::Routes::from(feed::router(Arc::clone(&gateway))).add_service(service);
+    // ext_proc and, on the same port, the filter's fast-path feed and the unified endpoint.
+    let unified = unified::Unified::new(Arc::clone(&gateway), &settings.envoy_url)
+        .map_err(RunError::Unified)?;
+    let http = feed::router(Arc::clone(&gateway)).merge(unified::router(Arc::new(unified)));
+    let routes = tonic::service::Routes::from(http).add_service(service);
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_routes(routes);

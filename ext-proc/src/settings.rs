@@ -47,6 +47,11 @@ pub struct Settings {
     #[arg(long, env = "AIGW_STORE", default_value = "aigw-usage.db")]
     pub store: PathBuf,
 
+    /// Envoy's gateway listener, where the unified endpoint sends its native calls
+    /// (`/llm/v1/providers/<name>/...`). Plain HTTP on loopback is the usual choice.
+    #[arg(long, env = "AIGW_ENVOY_URL", default_value = "http://127.0.0.1:8080")]
+    pub envoy_url: String,
+
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "AIGW_WORKERS")]
     pub workers: Option<usize>,

@@ -110,9 +110,12 @@ def render_envoy_config(
     tls_ca: Path | None = None,
     downstream_tls: Any = None,
     patch: Callable[[dict], None] | None = None,
+    listener_port: int = 0,
 ) -> dict:
     """The repo's Envoy config with everything environment-specific replaced:
-    admin and listener on port 0 (the harness reads the bound ports back from the admin API),
+    admin on port 0 and the listener on `listener_port` (0: any; the harness reads the bound
+    ports back from the admin API; the sidecar's unified endpoint needs the listener's port
+    before Envoy starts),
     the sidecar endpoint, the wasm path, the plugin configuration and, for TLS upstreams,
     the trusted CA of the https cluster.
 
@@ -122,7 +125,7 @@ def render_envoy_config(
     cfg = yaml.safe_load(template.read_text())
     cfg = copy.deepcopy(cfg)  # break the YAML anchor sharing
     cfg["admin"]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": 0}
-    cfg["static_resources"]["listeners"][0]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": 0}
+    cfg["static_resources"]["listeners"][0]["address"]["socket_address"] = {"address": "127.0.0.1", "port_value": listener_port}
 
     wasm_cfg = http_filter(cfg, "aigw")["typed_config"]["config"]
     wasm_cfg["vm_config"]["code"]["local"]["filename"] = str(Path(wasm).resolve())
@@ -255,6 +258,7 @@ class Gateway:
         self.sidecar: Managed | None = None
         self.host = "127.0.0.1"
         self.port: int | None = None
+        self.listener_port: int | None = None
         self.admin_port: int | None = None
         self.sidecar_admin_port: int | None = None
 
@@ -281,8 +285,11 @@ class Gateway:
 
     def _write_config(self, sidecar_port: int) -> None:
         self.sidecar_port = sidecar_port
+        if self.listener_port is None:
+            self.listener_port = free_port()
         self.config = render_envoy_config(self.plugin, sidecar_port, tls_ca=self.tls_ca,
-                                          downstream_tls=self.tls_listener, patch=self.patch)
+                                          downstream_tls=self.tls_listener, patch=self.patch,
+                                          listener_port=self.listener_port)
         self.yaml_path.write_text(dump_yaml(self.config))
 
     def _start_sidecar(self) -> None:
@@ -293,8 +300,9 @@ class Gateway:
             self._write_config(free_port())
             env = sidecar_environment(self.sidecar_env)
             self.sidecar_admin_port = free_port()
+            envoy_url = ["--envoy-url", f"http://127.0.0.1:{self.listener_port}"]
             self.sidecar = start_sidecar(self.yaml_path, self.sidecar_port, self.secrets_dir, self.workdir,
-                                         name=f"sidecar{attempt or ''}", extra_args=self.sidecar_args, env=env,
+                                         name=f"sidecar{attempt or ''}", extra_args=envoy_url + self.sidecar_args, env=env,
                                          admin_port=self.sidecar_admin_port)
             try:
                 wait_sidecar_ready(self.sidecar, self.sidecar_port, self.start_timeout)
@@ -362,6 +370,11 @@ class Gateway:
     @property
     def base(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def unified_url(self) -> str:
+        """The OpenAI SDK's base URL for the unified endpoint (any provider by `model`)."""
+        return f"{self.base}/llm/v1"
 
     def url(self, provider: str) -> str:
         """The base URL a client SDK is configured with for `provider`."""

@@ -271,3 +271,59 @@ fn budgets_and_usd() {
     );
     assert!(parse(r#"{"budgets":{"default":{"cap_usd":"1","window":"hourly"}}}"#).is_err());
 }
+
+const POOL_PROVIDERS: &str = r#""providers":[
+    {"name":"anthropic","type":"anthropic","api_key_secret":"A"},
+    {"name":"openai","type":"openai","api_key_secret":"O","models":["gpt-x"]},
+    {"name":"own","type":"anthropic","authorization_passthrough":true}
+]"#;
+
+#[test]
+fn virtual_models_and_policies() {
+    let c = parse(&format!(
+        r#"{{{POOL_PROVIDERS},
+        "virtual_models":[{{"name":"chat","targets":[
+            {{"provider":"anthropic","model":"claude-x"}},
+            {{"provider":"openai","model":"gpt-x","priority":1,"weight":3}}]}}],
+        "policies":[{{"when":"request.stream","route":"chat"}},{{"when":"true","deny":"no"}}]}}"#
+    ))
+    .unwrap();
+    let v = c.virtual_model("chat").unwrap();
+    assert_eq!(v.targets[1].priority, 1);
+    assert_eq!(v.targets[1].weight, 3);
+    assert_eq!(v.targets[0].weight, 1);
+    assert_eq!(
+        v.first_byte_timeout_ms,
+        unified::DEFAULT_FIRST_BYTE_TIMEOUT_MS
+    );
+    assert_eq!(v.ejection_ms, unified::DEFAULT_EJECTION_MS);
+    assert_eq!(c.policies[0].action, PolicyAction::Route("chat".into()));
+    assert_eq!(c.policies[1].action, PolicyAction::Deny("no".into()));
+}
+
+#[test]
+fn virtual_model_errors_name_the_field() {
+    let e = parse(&format!(
+        r#"{{{POOL_PROVIDERS},
+        "virtual_models":[
+            {{"name":"a/b","targets":[{{"provider":"nope","model":"m"}}]}},
+            {{"name":"p","targets":[{{"provider":"openai","model":"unlisted","weight":0}}]}},
+            {{"name":"q","targets":[{{"provider":"own","model":"m"}}]}},
+            {{"name":"q","targets":[]}}],
+        "policies":[{{"when":"true","route":"missing"}},{{"when":"true"}}]}}"#
+    ))
+    .unwrap_err();
+    for want in [
+        "virtual_models[0].name",
+        "virtual_models[0].targets[0].provider: no provider named 'nope'",
+        "virtual_models[1].targets[0].model",
+        "virtual_models[1].targets[0].weight",
+        "virtual_models[2].targets[0].provider",
+        "virtual_models[3].name: duplicate",
+        "virtual_models[3].targets",
+        "policies[0].route: no virtual model named 'missing'",
+        "policies[1]: needs exactly one",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in {e}");
+    }
+}
