@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: what the gateway costs next to a plain Envoy, on this machine, in one run.
 
-    .venv/bin/python bench/run.py [--quick] [--variants plain,wasm,gateway-noacct,gateway]
+    .venv/bin/python bench/run.py [--quick] [--variants plain,wasm,gateway-noacct,gateway,unified]
     .venv/bin/python bench/run.py --memory [--requests 1000000]
 
 Everything runs on 127.0.0.1 and every wait is bounded; the processes it starts are
@@ -51,7 +51,11 @@ GATEWAY_KEY = "aigw-bench-gateway-key"
 UPSTREAM_KEY = "sk-bench-upstream-key"
 UPSTREAM_KEY_SECRET = "BENCH_UPSTREAM_KEY"
 PROVIDER = "bench"
+# The unified-translated variant's provider: type anthropic, base_url the mock (which answers
+# Anthropic Messages on /v1/messages); the gateway injects `x-api-key`.
+ANTHROPIC_PROVIDER = "bench-anthropic"
 GW_PATH = f"/llm/v1/providers/{PROVIDER}/chat/completions"
+UNIFIED_PATH = "/llm/v1/chat/completions"
 DIRECT_PATH = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -72,10 +76,24 @@ VARIANTS = {
                        "(key check, secret injection, accounting over ext_proc)",
     "gateway": "(c)/(d) the full gateway as shipped: key check, secret injection and accounting; "
                "API-key calls without budgets on the filter's fast path (no ext_proc round trip)",
+    "unified": "the full gateway, load to the unified endpoint /llm/v1/chat/completions with "
+               f"model {PROVIDER}/...: an openai provider, passed through untranslated (the sidecar "
+               "sends it back into Envoy as the native call of `gateway`)",
+    "unified-translated": "the full gateway, unified endpoint with model "
+                          f"{ANTHROPIC_PROVIDER}/...: an anthropic provider, the request translated "
+                          "to Anthropic Messages and the answer (and stream) back to OpenAI's shape",
 }
-DEFAULT_VARIANTS = ["direct", "plain", "dfp", "wasm", "gateway-noacct", "gateway-sidecar", "gateway"]
+DEFAULT_VARIANTS = ["direct", "plain", "dfp", "wasm", "gateway-noacct", "gateway-sidecar", "gateway",
+                    "unified", "unified-translated"]
 # Variants whose calls must all go through the sidecar (fast path off).
 SIDECAR_PATH = ("gateway-noacct", "gateway-sidecar")
+# The unified endpoint's variants: variant -> the provider named in `model`, and the mock's
+# API it must have been called on (see `mock_stats`).
+UNIFIED = {"unified": (PROVIDER, "openai"), "unified-translated": (ANTHROPIC_PROVIDER, "anthropic")}
+# Variants with the sidecar (the full gateway, in one of its shapes).
+GATEWAY_VARIANTS = ("gateway-noacct", "gateway-sidecar", "gateway", *UNIFIED)
+# Where the native path is measured that the unified variants are set against.
+NATIVE = "gateway"
 WORKLOADS = ["json", "sse"]
 
 # --------------------------------------------------------------------------- processes
@@ -289,15 +307,18 @@ def patch_for(variant: str, wasm: str, mock_port: int) -> Callable[[dict], None]
         http_filter(cfg, "envoy.filters.http.ext_proc")["typed_config"]["allow_mode_override"] = False
 
     return {"plain": plain, "dfp": dfp, "wasm": wasm_only, "gateway-noacct": no_accounting,
-            "gateway-sidecar": use_snapshot_wasm, "gateway": use_snapshot_wasm}[variant]
+            "gateway-sidecar": use_snapshot_wasm, "gateway": use_snapshot_wasm,
+            "unified": use_snapshot_wasm, "unified-translated": use_snapshot_wasm}[variant]
 
 
 class Target:
     """Where the load goes, and the PIDs whose CPU and memory count."""
 
     def __init__(self, variant: str, host: str, port: int, path: str, gw: Gateway | None,
-                 extra_headers: list[tuple[str, str]] | None = None):
+                 extra_headers: list[tuple[str, str]] | None = None, model_prefix: str = ""):
         self.extra_headers = extra_headers or []
+        # `<provider>/` before the model name (the unified endpoint), else "".
+        self.model_prefix = model_prefix
         self.variant = variant
         self.host = host
         self.port = port
@@ -329,53 +350,115 @@ class Target:
 def start_target(variant: str, work: Path, mock_port: int, wasm: str, args) -> Target:
     if variant == "direct":
         return Target(variant, "127.0.0.1", mock_port, DIRECT_PATH, None)
-    prov = provider(PROVIDER, "openai", f"http://127.0.0.1:{mock_port}/v1", api_key_secret=UPSTREAM_KEY_SECRET)
-    gw = Gateway(work / variant, [prov], {GATEWAY_KEY_SECRET: GATEWAY_KEY, UPSTREAM_KEY_SECRET: UPSTREAM_KEY},
-                 sidecar=variant.startswith("gateway"), patch=patch_for(variant, wasm, mock_port),
+    provs = [provider(PROVIDER, "openai", f"http://127.0.0.1:{mock_port}/v1", api_key_secret=UPSTREAM_KEY_SECRET)]
+    if variant == "unified-translated":
+        # Anthropic's native path is <base_url>/v1/messages.
+        provs.append(provider(ANTHROPIC_PROVIDER, "anthropic", f"http://127.0.0.1:{mock_port}",
+                              api_key_secret=UPSTREAM_KEY_SECRET))
+    gw = Gateway(work / variant, provs, {GATEWAY_KEY_SECRET: GATEWAY_KEY, UPSTREAM_KEY_SECRET: UPSTREAM_KEY},
+                 sidecar=variant in GATEWAY_VARIANTS, patch=patch_for(variant, wasm, mock_port),
                  sidecar_args=args.sidecar_arg, sidecar_env=dict(kv.split("=", 1) for kv in args.sidecar_env),
                  name=f"bench-{variant}", start_timeout=30,
                  fast_path=variant not in SIDECAR_PATH).start()
     extra = [("x-aigw-upstream", "http"), ("Host", f"127.0.0.1:{mock_port}")] if variant == "dfp" else []
+    if variant in UNIFIED:
+        return Target(variant, gw.host, gw.port, UNIFIED_PATH, gw, extra, model_prefix=UNIFIED[variant][0] + "/")
     return Target(variant, gw.host, gw.port, GW_PATH, gw, extra)
 
 
 # --------------------------------------------------------------------------- requests
 
 
-def body_for(kind: str, include_usage: bool, chunks: int, delay_ms: int = 0) -> str:
+def body_for(kind: str, include_usage: bool, chunks: int, delay_ms: int = 0, prefix: str = "") -> str:
+    """The request body; `prefix` (`<provider>/`) goes before the model name for the unified
+    endpoint (the mock reads the chunk count and delay from the name, wherever they are)."""
     if kind == "json":
-        b: dict[str, Any] = {"model": "bench-model", "messages": MESSAGES, "max_tokens": 16}
+        b: dict[str, Any] = {"model": prefix + "bench-model", "messages": MESSAGES, "max_tokens": 16}
     else:
-        model = f"bench-chunks{chunks}" + (f"-delay{delay_ms}" if delay_ms else "")
+        model = prefix + f"bench-chunks{chunks}" + (f"-delay{delay_ms}" if delay_ms else "")
         b = {"model": model, "messages": MESSAGES, "stream": True}
         if include_usage:
             b["stream_options"] = {"include_usage": True}
     return json.dumps(b, separators=(",", ":"))
 
 
-def sanity(t: Target, args) -> dict[str, Any]:
+def mock_stats(mock_port: int) -> dict[str, dict[str, int]]:
+    """The mock's counts of POSTs per API (openai / anthropic) and key verdict
+    (upstream / other / none)."""
+    r = rawhttp.request("127.0.0.1", mock_port, "GET", "/mock/stats", [], None, timeout=5)
+    if r.status != 200:
+        raise RuntimeError(f"mock /mock/stats: {r}")
+    return json.loads(r.body)
+
+
+def answer_text(kind: str, body: bytes) -> str | None:
+    """The assistant's text of an OpenAI-shaped answer (a stream's deltas joined); None if
+    the body is not that shape."""
+    try:
+        if kind == "json":
+            return json.loads(body)["choices"][0]["message"]["content"]
+        text = ""
+        for ln in body.split(b"\n"):
+            if ln.startswith(b"data: {"):
+                for ch in json.loads(ln[6:]).get("choices") or []:
+                    text += (ch.get("delta") or {}).get("content") or ""
+        return text
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def sanity(t: Target, args, mock_port: int | None = None) -> dict[str, Any]:
     """One plain and one streamed call; the gateway must have swapped in the upstream key,
-    on the path the variant is about (the fast path, or the sidecar)."""
+    on the path the variant is about (the fast path, or the sidecar). The unified endpoint
+    passes no upstream header on, so there the mock's own counts say which API it was
+    called on and with which key, and `x-aigw-target` must name the target."""
     out = {}
     streams_before = t.gw.sidecar_streams() if t.gw and t.gw.with_sidecar else 0
+    unified = UNIFIED.get(t.variant)
+    stats_before = mock_stats(mock_port) if unified and mock_port else None
     for kind in WORKLOADS:
-        body = body_for(kind, args.stream_include_usage, args.chunks)
+        body = body_for(kind, args.stream_include_usage, args.chunks, prefix=t.model_prefix)
         r = rawhttp.request(t.host, t.port, "POST", t.path, t.headers(), body, timeout=10)
         if r.status != 200:
             raise RuntimeError(f"{t.variant}: sanity {kind} request got {r}\n{t.gw.logs() if t.gw else ''}")
         if kind == "sse" and not r.body.endswith(b"data: [DONE]\n\n"):
             raise RuntimeError(f"{t.variant}: stream did not end with [DONE]: {r.body[-200:]!r}")
+        text = answer_text(kind, r.body)
+        want_text = "Hello there!" if kind == "json" else "tok " * (args.chunks - 1)
+        if text != want_text:
+            raise RuntimeError(f"{t.variant}: {kind} answer text {text!r}, expected {want_text!r}: {r.body[-400:]!r}")
         auth = r.header("x-mock-auth")
-        if t.variant.startswith("gateway") and auth != "upstream":
+        if t.variant in GATEWAY_VARIANTS and not unified and auth != "upstream":
             raise RuntimeError(f"{t.variant}: the upstream saw Authorization {auth!r}, not the injected key")
         out[kind] = {"upstream_saw_auth": auth, "bytes": len(r.body),
                      **({"usage_chunk_reached_client": b'"usage"' in r.body} if kind == "sse" else {})}
+        if kind == "sse" and out[kind]["usage_chunk_reached_client"] != args.stream_include_usage:
+            raise RuntimeError(f"{t.variant}: the stream {'lacks' if args.stream_include_usage else 'has'} a usage "
+                               f"chunk, but the client {'asked' if args.stream_include_usage else 'did not ask'} "
+                               f"for one: {r.body[-400:]!r}")
+        if unified:
+            model = json.loads(body)["model"]
+            target = r.header("x-aigw-target")
+            if target != model:
+                raise RuntimeError(f"{t.variant}: x-aigw-target {target!r}, expected {model!r}")
+            out[kind]["target"] = target
+    if stats_before is not None:
+        after = mock_stats(mock_port)
+        diff = {api: {k: after[api][k] - stats_before[api][k] for k in after[api]} for api in after}
+        want = {api: {k: (len(WORKLOADS) if api == unified[1] and k == "upstream" else 0) for k in after[api]}
+                for api in after}
+        if diff != want:
+            raise RuntimeError(f"{t.variant}: the mock saw {diff} (API: key verdict), expected {want}: "
+                               "the upstream key was not injected, or the call reached the wrong API")
+        out["upstream_saw"] = diff
     if t.gw and t.gw.with_sidecar:
         through_sidecar = t.gw.sidecar_streams() - streams_before
+        # The unified hop itself is plain HTTP to the sidecar (no ext_proc stream); its inner
+        # native call, on a key without a budget, takes the filter's fast path as `gateway`.
         want = len(WORKLOADS) if t.variant in SIDECAR_PATH else 0
         if through_sidecar != want:
             raise RuntimeError(f"{t.variant}: {through_sidecar} of {len(WORKLOADS)} calls went through the "
-                               f"sidecar, expected {want}")
+                               f"sidecar (ext_proc streams), expected {want}")
         out["through_sidecar"] = through_sidecar
     return out
 
@@ -447,7 +530,7 @@ def per_req(used: dict[str, float], n: int) -> dict[str, float]:
 
 def measure_cell(t: Target, mock: Managed, kind: str, args, work: Path, all_pids: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    body_tp = body_for(kind, args.stream_include_usage, args.chunks)
+    body_tp = body_for(kind, args.stream_include_usage, args.chunks, prefix=t.model_prefix)
     # warm up: connections, the wasm VM, the sidecar's channels
     wrk(t, body_tp, args.warmup, args, work)
     cpu = Cpu(t.pids(mock), all_pids)
@@ -462,7 +545,7 @@ def measure_cell(t: Target, mock: Managed, kind: str, args, work: Path, all_pids
     if kind == "json":
         bodies, rate, conns = [body_tp], args.rate, args.rate_connections
     else:
-        bodies = [body_for(kind, args.stream_include_usage, args.chunks, args.chunk_delay_ms)]
+        bodies = [body_for(kind, args.stream_include_usage, args.chunks, args.chunk_delay_ms, prefix=t.model_prefix)]
         rate, conns = args.sse_rate, args.sse_connections
     cpu = Cpu(t.pids(mock), all_pids)
     out["fixed"] = f = loadgen(t, bodies, rate=rate, connections=conns, duration=args.duration, warmup=1.0)
@@ -502,7 +585,8 @@ def run_bench(args, work: Path, info: dict[str, Any]) -> dict[str, Any]:
     try:
         for v in args.variants:
             targets_[v] = start_target(v, work, mock_port, info["binaries"]["wasm_copy"], args)
-            results["variants"][v] = {"description": VARIANTS[v], "sanity": sanity(targets_[v], args), "rounds": []}
+            results["variants"][v] = {"description": VARIANTS[v], "sanity": sanity(targets_[v], args, mock_port),
+                                     "rounds": []}
         all_pids = [mock.pid] + [p for t in targets_.values() for k, p in t.pids(mock).items() if k != "mock"]
         for r in range(args.repeat):
             for kind in WORKLOADS:
@@ -514,7 +598,7 @@ def run_bench(args, work: Path, info: dict[str, Any]) -> dict[str, Any]:
                         rounds.append({})
                     rounds[r][kind] = c
                     lat, ttft, cpu = c["fixed"]["latency_us"], c["fixed"]["ttft_us"], c["cpu_us_per_req"]
-                    print(f"  {v:15} {c['wrk']['rps']:7.0f} rps @{args.connections}  "
+                    print(f"  {v:18} {c['wrk']['rps']:7.0f} rps @{args.connections}  "
                           f"fixed {c['fixed']['rate_achieved']:.0f}/s p50 {lat['p50'] / 1e3:.3f} "
                           f"p99 {lat['p99'] / 1e3:.3f} ms"
                           + (f"  ttft p50 {ttft['p50'] / 1e3:.3f} p99 {ttft['p99'] / 1e3:.3f}" if ttft else "")
@@ -675,6 +759,7 @@ def report_md(res: dict[str, Any], args) -> str:
                        f"{max(c.get('steal_cores_during_wrk', 0), c.get('steal_cores_during_fixed', 0)):.2f}"
                        + (" ⚠" if disturbance(c) > DISTURBED else ""))
             lines.append("| " + " | ".join(row) + " |")
+    lines += unified_md(res)
     t = res.get("targets")
     if t:
         lines.append("")
@@ -688,6 +773,51 @@ def report_md(res: dict[str, Any], args) -> str:
     lines.append("")
     lines.append(f"mock upstream CPU: {res['mock_us_per_req']}")
     return "\n".join(lines) + "\n"
+
+
+def unified_md(res: dict[str, Any]) -> list[str]:
+    """The unified endpoint's variants set against the native path (`gateway`) of the same
+    run: what the second pass through Envoy, the sidecar's HTTP hop and (translated) the
+    translation add per request."""
+    V = res["variants"]
+    uni = [v for v in UNIFIED if v in V]
+    if not uni or NATIVE not in V:
+        return []
+    base = V.get("plain")
+    lines = ["", f"**Unified endpoint (`{UNIFIED_PATH}`) against the native path (`{NATIVE}`, "
+             f"`/llm/v1/providers/{PROVIDER}/chat/completions`)**", "",
+             "| variant | workload | rps | ×plain | ×native | added p50 / p99 ms vs native | TTFT added vs native "
+             "p50 / p99 | Envoy µs/req (vs native) | sidecar µs/req (vs native) | Envoy + sidecar µs/req (vs native) "
+             "| others / steal |",
+             "|" + "---|" * 11]
+
+    def cpu(c: dict[str, Any], k: str) -> float:
+        return c["cpu_us_per_req"].get(k, 0.0)
+
+    for kind in WORKLOADS:
+        n = V[NATIVE][kind]
+        for v in [NATIVE, *uni]:
+            c = V[v][kind]
+            lat, nl = c["fixed"]["latency_us"], n["fixed"]["latency_us"]
+            tt, nt = c["fixed"]["ttft_us"] or {}, n["fixed"]["ttft_us"] or {}
+            native = v == NATIVE
+
+            def vs(x: float, y: float) -> str:
+                return f"{x:.0f}" + ("" if native else f" ({x - y:+.0f})")
+
+            both, nboth = cpu(c, "envoy") + cpu(c, "sidecar"), cpu(n, "envoy") + cpu(n, "sidecar")
+            lines.append("| " + " | ".join([
+                v + (" (native)" if native else ""), kind, f"{c['wrk']['rps']:.0f}",
+                ratio(c["wrk"]["rps"], base and base[kind]["wrk"]["rps"]),
+                "-" if native else ratio(c["wrk"]["rps"], n["wrk"]["rps"]),
+                "-" if native else f"{dms(lat['p50'] - nl['p50'])} / {dms(lat['p99'] - nl['p99'])}",
+                f"{dms(tt['p50'] - nt['p50'])} / {dms(tt['p99'] - nt['p99'])}" if tt and nt and not native else "-",
+                vs(cpu(c, "envoy"), cpu(n, "envoy")), vs(cpu(c, "sidecar"), cpu(n, "sidecar")), vs(both, nboth),
+                f"{max(c['others_cores_during_wrk'], c['others_cores_during_fixed']):.2f} / "
+                f"{max(c.get('steal_cores_during_wrk', 0), c.get('steal_cores_during_fixed', 0)):.2f}"
+                + (" ⚠" if disturbance(c) > DISTURBED else ""),
+            ]) + " |")
+    return lines
 
 
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:

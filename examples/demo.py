@@ -111,6 +111,11 @@ def streamed_round_trip() -> None:
         if chunk.choices and chunk.choices[0].delta.content:
             print(chunk.choices[0].delta.content, end="", flush=True)
     print("\n")
+    unified = OpenAI(base_url=f"{GATEWAY}/llm/v1", api_key=DEMO_KEY)
+    raw = unified.chat.completions.with_raw_response.create(
+        model="demo-chat", messages=[{"role": "user", "content": "Say hello"}])
+    print("The unified endpoint, virtual model demo-chat (anthropic first, demo as fallback):")
+    print(f"   served by {raw.headers['x-aigw-target']}: {raw.parse().choices[0].message.content}\n")
 
 
 def main() -> None:
@@ -158,6 +163,7 @@ def main() -> None:
     wait_ready(envoy)
 
     print(f"Gateway:   {GATEWAY}/llm/v1/providers/<name>   (Envoy admin http://127.0.0.1:9901)")
+    print(f"Unified:   {GATEWAY}/llm/v1/chat/completions   (model <provider>/<model> or demo-chat)")
     print(f"API key:   {DEMO_KEY}")
     print(f"Dashboard: {ADMIN}/   admin token: {ADMIN_TOKEN}   (usage API {ADMIN}/api/v1/...)")
     if with_idp:

@@ -83,6 +83,36 @@ def test_openai_target_passes_through(client, upstream, keys):
     assert rec.header("authorization") == f"Bearer {keys.openai}"
 
 
+PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+
+
+def test_tools_and_images_reach_anthropic_translated(client, upstream):
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                               "parameters": {"type": "object",
+                                                              "properties": {"city": {"type": "string"}},
+                                                              "required": ["city"]}}}]
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "What is this, and the weather in Paris?"},
+                                     {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_1PX}"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    client.chat.completions.create(model="anthropic/claude-mock", messages=messages, tools=tools,
+                                   tool_choice="auto", temperature=0.2, stop=["END"])
+    body = upstream.only().json()
+    assert body["tools"] == [{"name": "get_weather", "description": "Weather in a city",
+                              "input_schema": tools[0]["function"]["parameters"]}]
+    assert body["stop_sequences"] == ["END"] and body["temperature"] == 0.2
+    user, assistant, result = body["messages"]
+    assert user["content"][1] == {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                               "data": PNG_1PX}}
+    assert assistant["content"] == [{"type": "tool_use", "id": "call_1", "name": "get_weather",
+                                     "input": {"city": "Paris"}}]
+    assert result["role"] == "user"
+    assert result["content"][0]["type"] == "tool_result" and result["content"][0]["tool_use_id"] == "call_1"
+
+
 def test_unsupported_field_is_a_400_naming_it(client, upstream):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="anthropic/claude-mock", messages=MESSAGES, n=2)
@@ -133,6 +163,8 @@ def slow():
     m.stop()
 
 
+BROKE_KEY = "broke-" + "0" * 24
+
 POLICIES = [
     {"when": "request.estimated_input_tokens > 2000", "deny": "prompts over 2000 tokens are not allowed"},
     {"when": "request.headers['x-team'] == 'ml'", "route": "chat-ml"},
@@ -150,7 +182,9 @@ def pgw(tmp_path_factory, _upstream_server, dead, slow, keys) -> Gateway:
         provider("dead", "openai-compatible", f"{dead.url}/v1"),
         provider("slow", "openai-compatible", f"{slow.url}/v1"),
     ]
-    gw = Gateway(tmp_path_factory.mktemp("unified-gw"), providers, keys.secrets(), standard_api_keys(), name="unified")
+    gw = Gateway(tmp_path_factory.mktemp("unified-gw"), providers, {**keys.secrets(), "BROKE_KEY": BROKE_KEY},
+                 standard_api_keys() + [{"name": "broke", "secret": "BROKE_KEY"}], name="unified")
+    gw.plugin["budgets"] = {"agents": {"broke": {"cap_usd": "0.000001", "window": "daily"}}}
     fallback = {"provider": "openai", "model": "mock-model", "priority": 1}
     gw.plugin["virtual_models"] = [
         # No ejection: each test here starts with a healthy primary.
@@ -162,6 +196,8 @@ def pgw(tmp_path_factory, _upstream_server, dead, slow, keys) -> Gateway:
         {"name": "dead-first", "targets": [{"provider": "dead", "model": "mock-model"}, fallback],
          "ejection_ms": 1500},
         {"name": "chat-ml", "targets": [{"provider": "google", "model": "gemini-mock"}]},
+        {"name": "priced", "targets": [{"provider": "anthropic", "model": "claude-sonnet-5-5"},
+                                       {"provider": "openai", "model": "gpt-6-luna", "priority": 1}]},
     ]
     gw.plugin["policies"] = POLICIES
     gw.start()
@@ -249,12 +285,29 @@ def test_policy_deny_and_route(pclient, pgw, upstream, keys):
     assert len(upstream.requests) == 2
 
 
+def test_budget_refusal_is_not_a_reason_to_fall_back(pgw, pclient, upstream):
+    broke = openai.OpenAI(api_key=BROKE_KEY, base_url=pgw.unified_url, max_retries=0, timeout=15)
+    with pytest.raises(openai.RateLimitError) as e:
+        broke.chat.completions.create(model="priced", messages=MESSAGES, max_tokens=1000)
+    assert e.value.body["code"] == "budget_exceeded"
+    assert e.value.response.headers[TARGET] == "anthropic/claude-sonnet-5-5"
+    assert upstream.requests == [], "another target would be refused the same way"
+
+
+def test_every_try_is_recorded_against_its_target(pgw, pclient, upstream):
+    upstream.fail_with(503, {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}, count=1)
+    cid = new_conversation()
+    pclient.chat.completions.create(model="chat", messages=MESSAGES, extra_headers={"x-genai-conversation-id": cid})
+    recs = sorted(wait_records(pgw, cid, 2), key=lambda r: r["provider"])
+    assert [(r["provider"], r["status"]) for r in recs] == [("anthropic", "503"), ("openai", "200")]
+
+
 def test_models_lists_virtual_models(pclient):
     ids = {m.id for m in pclient.models.list()}
-    assert {"chat", "refused", "stalls", "dead-first", "chat-ml"} <= ids
+    assert {"chat", "refused", "stalls", "dead-first", "chat-ml", "priced"} <= ids
 
 
-def test_invalid_policy_is_refused_at_start(make_gateway, tmp_path, keys, _upstream_server):
+def test_invalid_policy_is_refused_at_start(tmp_path, keys, _upstream_server):
     from conftest import standard_api_keys, standard_providers
     from harness.procs import StartupError
 

@@ -73,6 +73,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         dir: settings.secrets_dir.clone(),
     };
     let gateway = Arc::new(Gateway::start(config, sources).await?);
+    // Policies are compiled here, so an invalid one stops the start before anything listens.
+    let unified = unified::Unified::new(Arc::clone(&gateway), &settings.envoy_url)
+        .map_err(RunError::Unified)?;
     gateway.spawn_refresh(Duration::from_millis(settings.secrets_refresh_ms.max(50)));
 
     // Usage records: a SQLite store fed by a writer thread; metrics follow the records.
@@ -98,8 +101,6 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     // ext_proc and, on the same port, the filter's fast-path feed and the unified endpoint.
-    let unified = unified::Unified::new(Arc::clone(&gateway), &settings.envoy_url)
-        .map_err(RunError::Unified)?;
     let http = feed::router(Arc::clone(&gateway)).merge(unified::router(Arc::new(unified)));
     let routes = tonic::service::Routes::from(http).add_service(service);
     let router = tonic::transport::Server::builder()

@@ -4,13 +4,12 @@
 //! asks for something the target cannot do faithfully (the field is never dropped
 //! silently), and with [`TranslateError::Invalid`] when the request is not a valid chat
 //! completions request. Both name the offending field as a JSON path
-//! (`messages[2].content[0].image_url.url`) and become a JSON 400 in OpenAI's error shape
-//! through [`TranslateError::openai_error_body`].
+//! (`messages[2].content[0].image_url.url`); the unified endpoint answers them with the
+//! gateway's JSON 400, the field in `error.param`.
 //!
 //! Response translation fails with `Invalid` (field `response`, or a path inside it) when
 //! the provider's body is not the documented shape; the caller answers 502 then.
 
-use serde_json::json;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,21 +59,6 @@ impl TranslateError {
             TranslateError::Invalid { .. } => "invalid_parameter",
         }
     }
-
-    /// The body of the 400 answer, in OpenAI's error shape (providers.md §1):
-    /// `{"error":{"message","type":"invalid_request_error","param":<field>,"code"}}`, so the
-    /// OpenAI SDK exposes the field as `e.param`.
-    pub fn openai_error_body(&self) -> Vec<u8> {
-        let body = json!({
-            "error": {
-                "message": self.to_string(),
-                "type": "invalid_request_error",
-                "param": self.field(),
-                "code": self.code(),
-            }
-        });
-        serde_json::to_vec(&body).unwrap_or_default()
-    }
 }
 
 impl fmt::Display for TranslateError {
@@ -97,15 +81,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn openai_error_shape_names_the_field() {
+    fn names_the_field() {
         let e = TranslateError::unsupported("response_format.type", "no JSON mode");
-        let v: serde_json::Value = serde_json::from_slice(&e.openai_error_body()).unwrap();
-        assert_eq!(v["error"]["param"], "response_format.type");
-        assert_eq!(v["error"]["type"], "invalid_request_error");
-        assert_eq!(v["error"]["code"], "unsupported_parameter");
-        assert!(v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("response_format.type"));
+        assert_eq!(e.field(), "response_format.type");
+        assert_eq!(e.code(), "unsupported_parameter");
+        assert!(e.to_string().contains("response_format.type"));
     }
 }

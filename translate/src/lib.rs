@@ -8,8 +8,8 @@
 //! 1. [`translate_request`] reads the client's OpenAI body and returns the native body,
 //!    the upstream path (relative to the provider's base URL) and the headers the target
 //!    needs ([`TranslatedRequest`]). A request the target cannot serve faithfully fails
-//!    with [`TranslateError`], whose [`TranslateError::openai_error_body`] is the JSON 400
-//!    to send back (it names the field in `error.param`).
+//!    with [`TranslateError`], which names the field (the gateway's 400 puts it in
+//!    `error.param`).
 //! 2. For a 2xx non-streamed answer, [`translate_response`] turns the native body into a
 //!    `chat.completion`. Native error bodies are passed to the client untranslated;
 //!    [`native_error_message`] reads their message if the caller wants it for logs.

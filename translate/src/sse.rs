@@ -1,21 +1,25 @@
-//! Incremental server-sent-events reading (WHATWG rules, providers.md §7) and writing.
-//!
-//! Lines end with CRLF, LF or CR, also when the CRLF is split across two reads; `:` starts
-//! a comment; `field:value` loses one leading space; `data` lines join with `\n`; a blank
-//! line dispatches the event. Only the current event is held (the translators need it
-//! whole to parse its JSON), never the stream.
+//! Server-sent events: whole events read from the native stream (WHATWG rules,
+//! providers.md §7, parsed by metering's [`SseParser`]) and OpenAI's `data:` lines written.
+//! Only the current event is held (the translators need it whole to parse its JSON), never
+//! the stream.
+
+use aigw_metering::usage::sse::{SseParser, SseSink};
 
 /// An event larger than this is refused (provider events are kilobytes).
 pub const MAX_EVENT_BYTES: usize = 16 << 20;
 
+/// Whole events over metering's incremental parser ([`SseParser`], the one SSE reader of
+/// the gateway), which hands data over in pieces; the translators need each event's JSON
+/// whole, so this holds the current event's data (and only it).
 #[derive(Debug, Default)]
 pub struct SseDecoder {
-    line: Vec<u8>,
-    after_cr: bool,
-    bom_done: bool,
-    event: String,
+    parser: SseParser,
+    event: Event,
+}
+
+#[derive(Debug, Default)]
+struct Event {
     data: Vec<u8>,
-    has_data: bool,
     too_large: bool,
 }
 
@@ -26,6 +30,35 @@ pub struct SseEvent<'a> {
     pub data: &'a [u8],
 }
 
+struct Sink<'a, F> {
+    event: &'a mut Event,
+    on_event: &'a mut F,
+}
+
+impl<F: FnMut(SseEvent<'_>)> SseSink for Sink<'_, F> {
+    fn data(&mut self, piece: &[u8]) {
+        if self.event.too_large {
+            return;
+        }
+        if self.event.data.len() + piece.len() > MAX_EVENT_BYTES {
+            self.event.too_large = true;
+            self.event.data = Vec::new();
+            return;
+        }
+        self.event.data.extend_from_slice(piece);
+    }
+
+    fn dispatch(&mut self, event_type: &[u8]) {
+        if !self.event.too_large {
+            (self.on_event)(SseEvent {
+                event: std::str::from_utf8(event_type).unwrap_or(""),
+                data: &self.event.data,
+            });
+        }
+        self.event.data.clear();
+    }
+}
+
 impl SseDecoder {
     pub fn new() -> Self {
         Self::default()
@@ -33,101 +66,22 @@ impl SseDecoder {
 
     /// Whether an event grew past [`MAX_EVENT_BYTES`]; the decoder then stops.
     pub fn too_large(&self) -> bool {
-        self.too_large
+        self.event.too_large
     }
 
-    pub fn feed(&mut self, mut input: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
-        if !self.bom_done {
-            // The BOM may only be split across reads at the very start; keep it simple:
-            // strip it when the first read starts with it.
-            if input.is_empty() {
-                return;
-            }
-            if input.starts_with(&[0xEF, 0xBB, 0xBF]) {
-                input = &input[3..];
-            }
-            self.bom_done = true;
-        }
-        while !input.is_empty() && !self.too_large {
-            if self.after_cr {
-                self.after_cr = false;
-                if input[0] == b'\n' {
-                    input = &input[1..];
-                    continue;
-                }
-            }
-            match input.iter().position(|&b| b == b'\n' || b == b'\r') {
-                Some(i) => {
-                    self.line.extend_from_slice(&input[..i]);
-                    self.after_cr = input[i] == b'\r';
-                    input = &input[i + 1..];
-                    let line = std::mem::take(&mut self.line);
-                    self.process_line(&line, on_event);
-                    self.line = line;
-                    self.line.clear();
-                }
-                None => {
-                    self.line.extend_from_slice(input);
-                    input = &[];
-                }
-            }
-            if self.line.len() + self.data.len() > MAX_EVENT_BYTES {
-                self.too_large = true;
-                self.line = Vec::new();
-                self.data = Vec::new();
-            }
-        }
+    pub fn feed(&mut self, input: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
+        let mut sink = Sink {
+            event: &mut self.event,
+            on_event,
+        };
+        self.parser.feed(input, &mut sink);
     }
 
     /// At the end of the body: an unterminated last line and an event not followed by a
     /// blank line are still read (lenient; a cut JSON payload fails to parse anyway).
     pub fn finish(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) {
-        if self.too_large {
-            return;
-        }
-        if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
-            self.process_line(&line, on_event);
-        }
-        self.process_line(b"", on_event);
-    }
-
-    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
-        if line.is_empty() {
-            if self.has_data {
-                if self.data.last() == Some(&b'\n') {
-                    self.data.pop();
-                }
-                on_event(SseEvent {
-                    event: &self.event,
-                    data: &self.data,
-                });
-            }
-            self.data.clear();
-            self.event.clear();
-            self.has_data = false;
-            return;
-        }
-        if line[0] == b':' {
-            return;
-        }
-        let (name, value) = match line.iter().position(|&b| b == b':') {
-            Some(i) => {
-                let v = &line[i + 1..];
-                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
-            }
-            None => (line, &b""[..]),
-        };
-        match name {
-            b"data" => {
-                self.data.extend_from_slice(value);
-                self.data.push(b'\n');
-                self.has_data = true;
-            }
-            b"event" => {
-                self.event = String::from_utf8_lossy(value).into_owned();
-            }
-            _ => {}
+        if self.parser.has_pending_event() {
+            self.feed(b"\n\n", on_event);
         }
     }
 }

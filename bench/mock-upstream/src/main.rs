@@ -1,24 +1,35 @@
-//! A fast mock LLM upstream for `make bench`: an OpenAI-style chat completion over HTTP/1.1
-//! keep-alive, on loopback.
+//! A fast mock LLM upstream for `make bench`: an OpenAI-style chat completion, or an
+//! Anthropic Messages answer, over HTTP/1.1 keep-alive, on loopback.
 //!
 //!     mock-upstream [--listen 127.0.0.1:0] [--threads 1] [--upstream-key KEY]
 //!
 //! Prints `listening on <addr>` on stdout once bound (port 0: the kernel picks one).
 //!
-//! Every POST (any path) is read in full and answered:
-//! - `"stream": true` absent: a 264 B JSON chat completion with `usage`, with content-length;
-//! - `"stream": true`: an SSE stream, chunked: N-1 content chunks, the finish chunk, then
-//!   (only when the request has `"include_usage": true`, as OpenAI does) a usage chunk, then
-//!   `data: [DONE]`. N and the gap come from the model name: `bench-chunks8-delay5` = 7
-//!   content chunks 5 ms apart (the first at once), then finish, usage and [DONE] right after
-//!   the last one, so asking for usage does not lengthen the stream. Default 4, no delay;
-//!   without a delay the body still yields between chunks, so each leaves in its own write.
+//! Every POST is read in full and answered. A path ending in `/v1/messages` gets Anthropic
+//! Messages, any other path OpenAI chat completions:
+//! - `"stream": true` absent: OpenAI, a 264 B JSON chat completion with `usage`; Anthropic, a
+//!   `message` with one text block, `stop_reason: end_turn` and `usage`; with content-length;
+//! - `"stream": true`, OpenAI: an SSE stream, chunked: N-1 content chunks, the finish chunk,
+//!   then (only when the request has `"include_usage": true`, as OpenAI does) a usage chunk,
+//!   then `data: [DONE]`;
+//! - `"stream": true`, Anthropic: Anthropic's SSE framing (`event:` + `data:`):
+//!   `message_start` (usage input 9, output 1), `content_block_start`, N-1
+//!   `content_block_delta` text deltas, `content_block_stop`, `message_delta` (`end_turn`,
+//!   usage output N-1), `message_stop`.
 //!
-//! Every answer carries `x-mock-auth`: `upstream` when `Authorization: Bearer <KEY>` matched
-//! `--upstream-key`, `other` for any other Authorization, `none` without one; the benchmark
-//! uses it to check that the gateway injected the upstream key.
-//! GET answers 200 `ok` (readiness).
-
+//! N and the gap come from the model name: `bench-chunks8-delay5` = 7 content chunks
+//! (deltas) 5 ms apart (the first at once, after the stream's opening events), then the
+//! closing events right after the last one, so asking for usage does not lengthen the
+//! stream. Default 4, no delay; without a delay the body still yields between chunks, so
+//! each leaves in its own write.
+//!
+//! Every answer carries `x-mock-auth`: `upstream` when `Authorization: Bearer <KEY>` or
+//! `x-api-key: <KEY>` (Anthropic's header) matched `--upstream-key`, `other` for any other
+//! Authorization / x-api-key, `none` without either; the benchmark uses it to check that the
+//! gateway injected the upstream key. The same verdicts are counted, per API, for
+//! `GET /mock/stats` (JSON), which the benchmark reads where the gateway does not pass the
+//! upstream's headers on (the unified endpoint).
+//! Any other GET answers 200 `ok` (readiness).
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -32,6 +43,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -44,6 +56,45 @@ const CHUNK: &[u8] = b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.comple
 const LAST_CHUNK: &[u8] = b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
 const USAGE_CHUNK: &[u8] = b"data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"bench-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":8,\"total_tokens\":17}}\n\n";
 const DONE: &[u8] = b"data: [DONE]\n\n";
+
+const ANTHROPIC_ANSWER: &[u8] = br#"{"id":"msg_bench","type":"message","role":"assistant","model":"bench-model","content":[{"type":"text","text":"Hello there!"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":9,"output_tokens":3}}"#;
+const A_MESSAGE_START: &[u8] = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"bench-model\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n";
+const A_BLOCK_START: &[u8] = b"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+const A_DELTA: &[u8] = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"tok \"}}\n\n";
+const A_BLOCK_STOP: &[u8] =
+    b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n";
+const A_MESSAGE_STOP: &[u8] = b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+/// `message_delta` with the cumulative output tokens (the only event that varies).
+fn a_message_delta(output_tokens: u64) -> Bytes {
+    Bytes::from(format!(
+        "event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{output_tokens}}}}}\n\n"
+    ))
+}
+
+/// Auth verdicts per API, for `GET /mock/stats`: [api][verdict], api 0 = OpenAI chat
+/// completions, 1 = Anthropic messages; verdict 0 = upstream, 1 = other, 2 = none.
+struct Stats([[AtomicU64; 3]; 2]);
+
+impl Stats {
+    fn json(&self) -> String {
+        let v = |a: usize, k: usize| self.0[a][k].load(Ordering::Relaxed);
+        let api = |a: usize| {
+            format!(
+                "{{\"upstream\":{},\"other\":{},\"none\":{}}}",
+                v(a, 0),
+                v(a, 1),
+                v(a, 2)
+            )
+        };
+        format!("{{\"openai\":{},\"anthropic\":{}}}", api(0), api(1))
+    }
+}
+
+struct Shared {
+    key: Option<String>,
+    stats: Stats,
+}
 
 struct Opts {
     listen: String,
@@ -173,42 +224,79 @@ fn number_after(body: &[u8], tag: &[u8]) -> Option<u64> {
     std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    key: Arc<Option<String>>,
-) -> Result<Response<MockBody>, Infallible> {
-    let auth = match req.headers().get(header::AUTHORIZATION) {
-        None => "none",
-        Some(v) => match (
-            key.as_deref(),
-            v.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")),
-        ) {
-            (Some(k), Some(got)) if k == got => "upstream",
-            _ => "other",
-        },
+/// `upstream` / `other` / `none` (index 0 / 1 / 2) for one credential header.
+fn verdict(key: Option<&str>, got: Option<&[u8]>) -> Option<usize> {
+    let got = got?;
+    Some(match key {
+        Some(k) if k.as_bytes() == got => 0,
+        _ => 1,
+    })
+}
+
+async fn handle(req: Request<Incoming>, sh: Arc<Shared>) -> Result<Response<MockBody>, Infallible> {
+    let key = sh.key.as_deref();
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b"\0"));
+    let x_api_key = req.headers().get("x-api-key").map(|v| v.as_bytes());
+    // Either header may carry the key (OpenAI: Authorization; Anthropic: x-api-key).
+    let v = match (verdict(key, bearer), verdict(key, x_api_key)) {
+        (Some(0), _) | (_, Some(0)) => 0,
+        (None, None) => 2,
+        _ => 1,
     };
+    let auth = ["upstream", "other", "none"][v];
     let post = req.method() == http::Method::POST;
+    let anthropic = req.uri().path().ends_with("/v1/messages");
+    if !post {
+        let (ct, body) = if req.uri().path() == "/mock/stats" {
+            ("application/json", Bytes::from(sh.stats.json()))
+        } else {
+            ("text/plain", Bytes::from_static(b"ok"))
+        };
+        return Ok(Response::builder()
+            .header(header::CONTENT_TYPE, ct)
+            .status(StatusCode::OK)
+            .body(one(body))
+            .expect("valid response"));
+    }
+    sh.stats.0[anthropic as usize][v].fetch_add(1, Ordering::Relaxed);
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
     let mut resp = Response::builder().header("x-mock-auth", HeaderValue::from_static(auth));
-    let body = if !post {
-        resp = resp.header(header::CONTENT_TYPE, "text/plain");
-        one(Bytes::from_static(b"ok"))
-    } else if json_true(&body, b"\"stream") {
+    let body = if json_true(&body, b"\"stream") {
         let n = number_after(&body, b"chunks").unwrap_or(4).clamp(1, 10_000);
         let delay = Duration::from_millis(number_after(&body, b"delay").unwrap_or(0));
-        // The gap separates the content chunks; the finish chunk, the usage chunk and
-        // [DONE] follow each other at once (so asking for usage does not lengthen the stream).
-        let mut chunks: VecDeque<(Bytes, bool)> = (1..n)
-            .map(|i| (Bytes::from_static(CHUNK), i + 1 < n))
-            .collect();
-        chunks.push_back((Bytes::from_static(LAST_CHUNK), false));
-        if json_true(&body, b"\"include_usage") {
-            chunks.push_back((Bytes::from_static(USAGE_CHUNK), false));
+        // The gap separates the content chunks; the closing chunks (OpenAI: finish, usage,
+        // [DONE]; Anthropic: block stop, message delta, message stop) follow each other at
+        // once (so asking for usage does not lengthen the stream).
+        let (content, mut chunks): (&'static [u8], VecDeque<(Bytes, bool)>) = if anthropic {
+            let opening = [A_MESSAGE_START, A_BLOCK_START];
+            (
+                A_DELTA,
+                opening
+                    .into_iter()
+                    .map(|c| (Bytes::from_static(c), false))
+                    .collect(),
+            )
+        } else {
+            (CHUNK, VecDeque::new())
+        };
+        chunks.extend((1..n).map(|i| (Bytes::from_static(content), i + 1 < n)));
+        if anthropic {
+            chunks.push_back((Bytes::from_static(A_BLOCK_STOP), false));
+            chunks.push_back((a_message_delta(n - 1), false));
+            chunks.push_back((Bytes::from_static(A_MESSAGE_STOP), false));
+        } else {
+            chunks.push_back((Bytes::from_static(LAST_CHUNK), false));
+            if json_true(&body, b"\"include_usage") {
+                chunks.push_back((Bytes::from_static(USAGE_CHUNK), false));
+            }
+            chunks.push_back((Bytes::from_static(DONE), false));
         }
-        chunks.push_back((Bytes::from_static(DONE), false));
         resp = resp
             .header(header::CONTENT_TYPE, "text/event-stream")
             .header(header::CACHE_CONTROL, "no-cache");
@@ -221,7 +309,11 @@ async fn handle(
         }
     } else {
         resp = resp.header(header::CONTENT_TYPE, "application/json");
-        one(Bytes::from_static(JSON_ANSWER))
+        one(Bytes::from_static(if anthropic {
+            ANTHROPIC_ANSWER
+        } else {
+            JSON_ANSWER
+        }))
     };
     Ok(resp
         .status(StatusCode::OK)
@@ -259,7 +351,10 @@ fn main() {
         let addr = listener.local_addr().expect("local addr");
         println!("listening on {addr}");
         std::io::stdout().flush().ok();
-        let key = Arc::new(o.upstream_key);
+        let shared = Arc::new(Shared {
+            key: o.upstream_key,
+            stats: Stats(Default::default()),
+        });
         loop {
             let (sock, _) = match listener.accept().await {
                 Ok(s) => s,
@@ -270,9 +365,9 @@ fn main() {
                 }
             };
             let _ = sock.set_nodelay(true);
-            let key = Arc::clone(&key);
+            let shared = Arc::clone(&shared);
             tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(req, Arc::clone(&key)));
+                let svc = service_fn(move |req| handle(req, Arc::clone(&shared)));
                 let _ = http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(sock), svc)
