@@ -387,3 +387,35 @@ def test_bedrock_converse_signed(bgw, bedrock, keys, stream):
     body = json.loads(rec.body)
     assert body["system"] == [{"text": "Be brief."}]
     assert body["inferenceConfig"]["maxTokens"] == 32
+
+
+def _raw(gateway, method: str, path: str, body: bytes | None, token: str):
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{gateway.base}{path}", data=body, method=method,
+                                 headers={"Authorization": f"Bearer {token}", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+@pytest.mark.timeout(40)
+def test_bad_input_gets_the_gateway_json_error(gateway, upstream, keys):
+    cases = [
+        ("DELETE", "/llm/v1/chat/completions", None, 405, "method_not_allowed"),
+        ("POST", "/llm/v1/chat/completions", b"not json", 400, "invalid_body"),
+        ("POST", "/llm/v1/chat/completions", b'{"messages":[]}', 400, "invalid_parameter"),
+        ("POST", "/llm/v1/chat/completions",
+         json.dumps({"model": "openai/mock-model", "messages": MESSAGES, "pad": "x" * (21 << 20)}).encode(),
+         413, "request_too_large"),
+    ]
+    for method, path, body, status, code in cases:
+        got, headers, raw = _raw(gateway, method, path, body, keys.gateway)
+        assert got == status, (method, path, raw[:200])
+        assert headers["content-type"] == "application/json"
+        err = json.loads(raw)
+        assert err["source"] == "gateway" and err["error"]["code"] == code
+    assert upstream.requests == []

@@ -69,6 +69,8 @@ pub enum ErrorKind {
     BadUpstreamResponse,
     /// Unified endpoint: no target sent its first byte in time.
     UpstreamTimeout,
+    /// The request body is over the limit (Envoy's own 413 uses the same code).
+    RequestTooLarge,
 }
 
 impl ErrorKind {
@@ -93,6 +95,7 @@ impl ErrorKind {
             Self::UnknownProvider => 404,
             Self::PathTooLong => 414,
             Self::BadUpstreamResponse => 502,
+            Self::RequestTooLarge => 413,
             Self::UpstreamTimeout => 504,
             Self::UpstreamCredentialUnavailable
             | Self::Misconfigured
@@ -130,6 +133,7 @@ impl ErrorKind {
             Self::PolicyDenied => "policy_denied",
             Self::BadUpstreamResponse => "bad_upstream_response",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::RequestTooLarge => "request_too_large",
         }
     }
 

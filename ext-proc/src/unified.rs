@@ -85,26 +85,22 @@ pub fn router(u: Arc<Unified>) -> axum::Router {
         .route(CHAT_PATH, post(chat))
         .route(EMBEDDINGS_PATH, post(embeddings))
         .route(MODELS_PATH, get(models))
+        .method_not_allowed_fallback(|| async {
+            error_response(&GatewayError::new(
+                ErrorKind::MethodNotAllowed,
+                "chat completions and embeddings take POST, models GET",
+            ))
+        })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(u)
 }
 
-async fn chat(
-    State(u): State<Arc<Unified>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    call::serve(&u, plan::Endpoint::Chat, CHAT_PATH, &headers, body)
-        .await
-        .unwrap_or_else(|e| error_response(&e))
+async fn chat(State(u): State<Arc<Unified>>, headers: HeaderMap, body: Body) -> Response {
+    serve(&u, plan::Endpoint::Chat, CHAT_PATH, &headers, body).await
 }
 
-async fn embeddings(
-    State(u): State<Arc<Unified>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    call::serve(
+async fn embeddings(State(u): State<Arc<Unified>>, headers: HeaderMap, body: Body) -> Response {
+    serve(
         &u,
         plan::Endpoint::Embeddings,
         EMBEDDINGS_PATH,
@@ -112,7 +108,34 @@ async fn embeddings(
         body,
     )
     .await
-    .unwrap_or_else(|e| error_response(&e))
+}
+
+type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+
+async fn serve(
+    u: &Unified,
+    endpoint: plan::Endpoint,
+    path: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let e = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                GatewayError::new(
+                    ErrorKind::RequestTooLarge,
+                    format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
+                )
+            } else {
+                GatewayError::new(ErrorKind::InvalidBody, "the request body could not be read")
+            };
+            return error_response(&e);
+        }
+    };
+    call::serve(u, endpoint, path, headers, body)
+        .await
+        .unwrap_or_else(|e| error_response(&e))
 }
 
 /// The models the caller may name: every virtual model with a target open to them, and

@@ -61,6 +61,16 @@ enum Failure {
     Unreachable(String),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Status { status, .. } => write!(f, "status {status}"),
+            Failure::Timeout(d) => write!(f, "no first byte in {} ms", d.as_millis()),
+            Failure::Unreachable(e) => write!(f, "the gateway listener is unreachable: {e}"),
+        }
+    }
+}
+
 enum Outcome {
     /// Answered (any status that is not a reason to try elsewhere), with its first chunk.
     Answered(reqwest::Response, Option<Bytes>),
@@ -133,18 +143,13 @@ pub async fn serve(
             }
             Outcome::Failed(f) => {
                 c.eject(crate::store::time::now_ms());
-                let reason = match &f {
-                    Failure::Status { status, .. } => format!("status {status}"),
-                    Failure::Timeout(d) => format!("no first byte in {} ms", d.as_millis()),
-                    Failure::Unreachable(e) => e.clone(),
-                };
-                tracing::info!(target = %c.label(), attempt = i + 1, %reason, "unified: target failed");
-                if let Failure::Unreachable(_) = f {
-                    // Envoy is down for every target alike.
-                    last = Some(f);
+                tracing::info!(target = %c.label(), attempt = i + 1, reason = %f, "unified: target failed");
+                // Envoy itself unreachable fails every target alike.
+                let stop = matches!(f, Failure::Unreachable(_));
+                last = Some(f);
+                if stop {
                     break;
                 }
-                last = Some(f);
             }
         }
     }
