@@ -128,7 +128,10 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         announce(&gateway, &settings.listen);
         router
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                // Accepted sockets need TCP_NODELAY themselves (the builder's setting is for
+                // listeners tonic binds): the unified endpoint's answers go out as several
+                // HTTP/2 frames, and Nagle would hold them for Envoy's delayed ACK (40 ms).
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown(),
             )
             .await?;
