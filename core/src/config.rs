@@ -9,7 +9,9 @@ use crate::provider::ProviderKind;
 use serde::Deserialize;
 use std::fmt;
 
+pub mod limits;
 pub mod unified;
+pub use limits::{LimitKey, LimitKind, RateLimit};
 pub use unified::{Policy, PolicyAction, Target, VirtualModel};
 
 pub const MAX_PROVIDER_NAME_LEN: usize = 63;
@@ -31,6 +33,8 @@ struct RawConfig {
     virtual_models: Vec<unified::RawVirtualModel>,
     #[serde(default)]
     policies: Vec<unified::RawPolicy>,
+    #[serde(default)]
+    rate_limits: Vec<limits::RawRateLimit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +153,8 @@ pub struct GatewayConfig {
     pub virtual_models: Vec<VirtualModel>,
     /// Routing policies of the unified endpoint, tried in order.
     pub policies: Vec<Policy>,
+    /// Request and token rate limits, all enforced.
+    pub rate_limits: Vec<RateLimit>,
 }
 
 /// Spend caps per agent, enforced before the upstream call.
@@ -943,6 +949,7 @@ impl RawConfig {
         let virtual_models =
             unified::validate_virtual_models(self.virtual_models, &providers, &mut err);
         let policies = unified::validate_policies(self.policies, &virtual_models, &mut err);
+        let rate_limits = limits::validate_rate_limits(self.rate_limits, &providers, &mut err);
 
         if errors.is_empty() {
             Ok(GatewayConfig {
@@ -954,6 +961,7 @@ impl RawConfig {
                 fast_path: self.fast_path.unwrap_or(true),
                 virtual_models,
                 policies,
+                rate_limits,
             })
         } else {
             Err(ConfigErrors(errors))

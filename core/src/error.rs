@@ -71,6 +71,8 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// The request body is over the limit (Envoy's own 413 uses the same code).
     RequestTooLarge,
+    /// A rate limit has no room for this request.
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -91,7 +93,7 @@ impl ErrorKind {
             | Self::ModelNotAllowed
             | Self::UnpricedModel
             | Self::PolicyDenied => 403,
-            Self::BudgetExceeded => 429,
+            Self::BudgetExceeded | Self::RateLimited => 429,
             Self::UnknownProvider => 404,
             Self::PathTooLong => 414,
             Self::BadUpstreamResponse => 502,
@@ -134,6 +136,7 @@ impl ErrorKind {
             Self::BadUpstreamResponse => "bad_upstream_response",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::RequestTooLarge => "request_too_large",
+            Self::RateLimited => "rate_limited",
         }
     }
 

@@ -15,6 +15,7 @@ use crate::accounting::{self, Accounting, RequestInfo, CONVERSATION_HEADER};
 use crate::auth::{self, access, Principal};
 use crate::budgets::{Decision, Reservation};
 use crate::gateway::Gateway;
+use crate::limits::{self, Holds};
 use crate::providers::bedrock::Pending;
 use crate::providers::{self, Mutation, Upstream};
 use crate::store::csv::nanousd_to_usd as usd;
@@ -53,6 +54,10 @@ pub struct Exchange {
     principal: Option<Arc<Principal>>,
     /// The hold on the caller's budget, settled when the response ends.
     reservation: Option<Reservation>,
+    /// This call's share of the rate limits (token holds settled at the end).
+    limits: Option<Holds>,
+    /// The `x-ratelimit-*` headers of a refusal.
+    refusal_headers: Vec<(&'static str, String)>,
 }
 
 impl Exchange {
@@ -65,6 +70,8 @@ impl Exchange {
             openai_chat: false,
             principal: None,
             reservation: None,
+            limits: None,
+            refusal_headers: Vec::new(),
         }
     }
 
@@ -89,7 +96,18 @@ impl Exchange {
             // The gateway answered itself: no upstream call to account for.
             self.accounting = None;
             self.reservation = None;
-            reply(immediate(&e))
+            if let Some(h) = self.limits.take() {
+                h.settle(0);
+            }
+            let mut r = immediate(&e);
+            if let Reply::ImmediateResponse(ir) = &mut r {
+                let mut m = Mutation(ir.headers.take().unwrap_or_default());
+                for (k, v) in self.refusal_headers.drain(..) {
+                    m.set(k, v.into_bytes());
+                }
+                ir.headers = Some(m.0);
+            }
+            reply(r)
         })
     }
 
@@ -278,6 +296,11 @@ impl Exchange {
                 }
             }
         }
+        if let Some(l) = &self.limits {
+            for (k, v) in limits::headers(l.requests_room, l.tokens_room) {
+                mutation.set(k, v.into_bytes());
+            }
+        }
         if let Some(a) = &mut self.accounting {
             a.on_response_headers(status, |name| header(h, name).map(str::to_string));
             if headers.end_of_stream || !a.is_metered() {
@@ -331,12 +354,43 @@ impl Exchange {
         let (Some(a), Some(p)) = (&self.accounting, &self.principal) else {
             return Ok(());
         };
-        let gw = &self.gw;
+        let gw = Arc::clone(&self.gw);
+        let max_output = max_output.unwrap_or(gw.budgets.config().default_max_output_tokens);
+        if !gw.limits.is_empty() {
+            let call = limits::Call {
+                principal: p,
+                provider: a.provider(),
+                model: a.model_requested.as_deref(),
+                // At least one byte per token: the body's size bounds its tokens.
+                max_tokens: input_bytes.saturating_add(max_output),
+                now_ms: crate::store::time::now_ms(),
+            };
+            match gw.limits.admit(&call) {
+                Ok(h) => self.limits = Some(h),
+                Err(r) => {
+                    self.refusal_headers = limits::headers(r.requests, r.tokens);
+                    let per = r
+                        .per
+                        .map(|k| format!(" per {}", k.as_str()))
+                        .unwrap_or_default();
+                    return Err(GatewayError::new(
+                        ErrorKind::RateLimited,
+                        format!(
+                            "rate limit '{}' ({} {}{per}) reached; it resets in {}",
+                            r.rule,
+                            r.limit,
+                            r.kind.field().replace('_', " "),
+                            limits::duration_text(r.reset_ms)
+                        ),
+                    )
+                    .with_retry_after(r.reset_ms.div_ceil(1000).max(1)));
+                }
+            }
+        }
         let agent = p.agent.as_deref().unwrap_or(&p.subject);
         if gw.budgets.config().for_agent(agent).is_none() {
             return Ok(());
         }
-        let max_output = max_output.unwrap_or(gw.budgets.config().default_max_output_tokens);
         let model = a.model_requested.as_deref();
         let estimate = gw
             .estimate(a.provider(), a.kind(), model, input_bytes, max_output)
@@ -385,6 +439,14 @@ impl Exchange {
                     _ => r.amount(),
                 };
                 r.settle(actual);
+            }
+            if let Some(l) = self.limits.take() {
+                // As for budgets: unknown usage keeps the hold, a refusal releases it.
+                match (record.usage_reported, record.status) {
+                    (true, _) => l.settle(record.usage.total_tokens()),
+                    (false, s) if s >= 400 => l.settle(0),
+                    _ => {}
+                }
             }
             gw.submit(record);
         }

@@ -4,8 +4,8 @@
 //!
 //! A provider is on the fast path when the filter can do everything the sidecar would:
 //! a static upstream key (not Bedrock's SigV4, not Anthropic passthrough) and no `models`
-//! list to check. A key may use it there when access allows it and no budget applies to its
-//! agent (a budget needs a reservation before the call). Everything else keeps the sidecar
+//! list to check. A key may use it there when access allows it, no budget applies to its
+//! agent and no rate limit to the provider (both need a reservation before the call). Everything else keeps the sidecar
 //! path, so the fast path never answers differently, it only skips the round trip.
 
 use crate::auth::access;
@@ -76,6 +76,8 @@ pub fn snapshot(gw: &Gateway) -> Snapshot {
             }
             let allowed: Vec<String> = providers
                 .iter()
+                // A rate limit is counted by the sidecar, before the call.
+                .filter(|fp| !gw.limits.covers_provider(&fp.name))
                 .filter(|fp| {
                     let rules = gw
                         .config

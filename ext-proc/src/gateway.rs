@@ -20,6 +20,7 @@ pub struct Gateway {
     pub api_keys: ArcSwap<ApiKeys>,
     pub oidc: Oidc,
     pub budgets: Budgets,
+    pub limits: crate::limits::RateLimiter,
     records: std::sync::OnceLock<crate::store::sink::RecordSink>,
     /// Each provider's prices: the built-in catalog plus its `models` overrides.
     pricing: HashMap<String, Catalog>,
@@ -86,6 +87,7 @@ impl Gateway {
         }
         let oidc = Oidc::start(&config.oidc).map_err(StartError::Oidc)?;
         let pricing = catalogs(&config)?;
+        let limits = crate::limits::RateLimiter::new(config.rate_limits.clone());
         let budgets = Budgets::new(config.budgets.clone());
         Ok(Self {
             config,
@@ -93,6 +95,7 @@ impl Gateway {
             api_keys: ArcSwap::from_pointee(keys),
             oidc,
             budgets,
+            limits,
             records: std::sync::OnceLock::new(),
             pricing,
             bedrock,

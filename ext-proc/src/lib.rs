@@ -23,6 +23,7 @@ pub mod config_file;
 pub mod exchange;
 pub mod feed;
 pub mod gateway;
+pub mod limits;
 pub mod metrics;
 pub mod pricing;
 pub mod providers;

@@ -327,3 +327,43 @@ fn virtual_model_errors_name_the_field() {
         assert!(e.contains(want), "missing {want:?} in {e}");
     }
 }
+
+#[test]
+fn rate_limits() {
+    let c = parse(&format!(
+        r#"{{{POOL_PROVIDERS},
+        "rate_limits":[{{"name":"k","per":"api_key","requests_per_minute":60,"tokens_per_day":1000}},
+                       {{"name":"m","provider":"openai","model":"gpt-x","requests_per_second":2}}]}}"#
+    ))
+    .unwrap();
+    assert_eq!(c.rate_limits[0].per, Some(LimitKey::ApiKey));
+    assert_eq!(
+        c.rate_limits[0].limits,
+        [
+            (LimitKind::RequestsPerMinute, 60),
+            (LimitKind::TokensPerDay, 1000)
+        ]
+    );
+    assert!(c.rate_limits[1].covers_provider("openai"));
+    assert!(!c.rate_limits[1].covers_provider("anthropic"));
+    let e = parse(&format!(
+        r#"{{{POOL_PROVIDERS},
+        "rate_limits":[{{"name":"a","provider":"nope","requests_per_day":0}},
+                       {{"name":"a","per":"team"}}]}}"#
+    ))
+    .unwrap_err();
+    assert!(e.contains("rate_limits[1].per"), "{e}");
+    let e = parse(&format!(
+        r#"{{{POOL_PROVIDERS},
+        "rate_limits":[{{"name":"a","provider":"nope","requests_per_day":0}},{{"name":"a"}}]}}"#
+    ))
+    .unwrap_err();
+    for want in [
+        "rate_limits[0].provider: no provider named 'nope'",
+        "rate_limits[0].requests_per_day: must be",
+        "rate_limits[1].name: duplicate",
+        "rate_limits[1]: needs at least one",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in {e}");
+    }
+}
