@@ -518,7 +518,16 @@ def loadgen(t: Target, bodies: list[str], *, rate: float, connections: int, dura
     if res.get("late_sends"):
         print(f"    ! loadgen: {res['late_sends']} sends more than 2 ms behind schedule "
               f"(max {res['max_late_us'] / 1000:.1f} ms): machine busy?", flush=True)
+    if rate and not rate_held(res):
+        print(f"    ! loadgen: the target did not keep up with {rate:g}/s on {connections} connections: "
+              f"{res['rate_achieved']:.0f}/s, {res.get('unsent', 0)} due requests not sent", flush=True)
     return res
+
+
+def rate_held(f: dict[str, Any]) -> bool:
+    """Whether a fixed-rate run ran at (nearly) its rate: else its latencies are those of a
+    target that could not keep up on the given connections (marked ‡ in the report)."""
+    return not f.get("unsent") and f["rate_achieved"] >= 0.9 * f["rate_target"]
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -717,6 +726,7 @@ def report_md(res: dict[str, Any], args) -> str:
                      else f"; medians of {args.repeat} interleaved rounds") if args.repeat > 1 else "") + ". "
                  "others / steal: cores used by processes outside the benchmark, and cores the "
                  "hypervisor took away (steal), during the cell (worse of the two runs; 0 / 0 = undisturbed).")
+    not_held: list[str] = []
     for kind, title in (("json", "Non-streaming chat completion (~260 B JSON)"),
                         ("sse", f"Streamed chat completion (SSE, {cfg['chunks']} chunks)")):
         lines.append("")
@@ -732,8 +742,12 @@ def report_md(res: dict[str, Any], args) -> str:
             c = vr[kind]
             b = base[kind] if base else None
             lat = c["fixed"]["latency_us"]
+            mark = "" if rate_held(c["fixed"]) else " ‡"
+            if mark:
+                not_held.append(f"{name} {kind}: {c['fixed']['rate_achieved']:.0f}/s of {c['fixed']['rate_target']:g}/s"
+                                f" ({c['fixed'].get('unsent', 0)} due requests not sent)")
             row = [name, f"{c['wrk']['rps']:.0f}", ratio(c["wrk"]["rps"], b and b["wrk"]["rps"]),
-                   ms(lat["p50"]), ms(lat["p99"])]
+                   ms(lat["p50"]) + mark, ms(lat["p99"]) + mark]
             if b and name not in ("plain", "direct"):
                 bl = b["fixed"]["latency_us"]
                 row.append(f"{dms(lat['p50'] - bl['p50'])} / {dms(lat['p99'] - bl['p99'])}")
@@ -759,6 +773,11 @@ def report_md(res: dict[str, Any], args) -> str:
                        f"{max(c.get('steal_cores_during_wrk', 0), c.get('steal_cores_during_fixed', 0)):.2f}"
                        + (" ⚠" if disturbance(c) > DISTURBED else ""))
             lines.append("| " + " | ".join(row) + " |")
+    if not_held:
+        lines.append("")
+        lines.append("‡ fixed rate not held (the target could not keep up on the given connections; "
+                     "latency is per request from its write, the queueing shows as late sends): "
+                     + "; ".join(not_held))
     lines += unified_md(res)
     t = res.get("targets")
     if t:
@@ -810,7 +829,8 @@ def unified_md(res: dict[str, Any]) -> list[str]:
                 v + (" (native)" if native else ""), kind, f"{c['wrk']['rps']:.0f}",
                 ratio(c["wrk"]["rps"], base and base[kind]["wrk"]["rps"]),
                 "-" if native else ratio(c["wrk"]["rps"], n["wrk"]["rps"]),
-                "-" if native else f"{dms(lat['p50'] - nl['p50'])} / {dms(lat['p99'] - nl['p99'])}",
+                "-" if native else f"{dms(lat['p50'] - nl['p50'])} / {dms(lat['p99'] - nl['p99'])}"
+                + ("" if rate_held(c["fixed"]) else " ‡"),
                 f"{dms(tt['p50'] - nt['p50'])} / {dms(tt['p99'] - nt['p99'])}" if tt and nt and not native else "-",
                 vs(cpu(c, "envoy"), cpu(n, "envoy")), vs(cpu(c, "sidecar"), cpu(n, "sidecar")), vs(both, nboth),
                 f"{max(c['others_cores_during_wrk'], c['others_cores_during_fixed']):.2f} / "

@@ -3,11 +3,15 @@
 //!
 //!     loadgen --url http://127.0.0.1:8080/path [-H 'name: value']... --body JSON [--body JSON]...
 //!             [--rate 1000] [--connections 8] [--duration 10] [--warmup 1] [--requests N]
+//!             [--drain 5]
 //!
 //! `--rate R`: request k is due at start + k/R; a pacer thread (nanosleep, not tokio's 1 ms
 //! timer) releases it when due to the connection idle longest. `late_us` is how far behind
 //! schedule sends were; `late_sends` counts those more than 2 ms behind (all connections
-//! busy, or the generator not scheduled: the machine could not keep up).
+//! busy, or the generator not scheduled: the machine could not keep up). When the target
+//! cannot keep up with the rate, the due requests queue; those still queued `--drain`
+//! seconds after the run's end are not sent but counted as `unsent`, so an overloaded
+//! target cannot stretch the run without bound.
 //! `--rate 0` (closed loop): every connection sends its next request as soon as the previous
 //! answer ended, until `--requests` (or `--duration`) is done.
 //! Several `--body`: request k sends body k mod n (a mix of plain and streamed calls).
@@ -40,6 +44,7 @@ struct Opts {
     warmup: f64,
     requests: Option<u64>,
     timeout: f64,
+    drain: f64,
 }
 
 fn die(msg: &str) -> ! {
@@ -61,6 +66,7 @@ fn parse_args() -> Opts {
         warmup: 1.0,
         requests: None,
         timeout: 10.0,
+        drain: 5.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -96,6 +102,7 @@ fn parse_args() -> Opts {
                 )
             }
             "--timeout" => o.timeout = val().parse().unwrap_or_else(|_| die("--timeout: seconds")),
+            "--drain" => o.drain = val().parse().unwrap_or_else(|_| die("--drain: seconds")),
             _ => die(&format!("unknown argument {a}")),
         }
     }
@@ -136,6 +143,8 @@ struct Stats {
     late_sends: u64,
     max_late_us: u64,
     sent: u64,
+    /// Due at the fixed rate but still queued `--drain` s after the end: not sent.
+    unsent: u64,
     bytes: u64,
     first_error: Option<String>,
 }
@@ -290,7 +299,12 @@ fn build(o: &Opts, body: &Bytes) -> Request<Full<Bytes>> {
 async fn worker(sh: Rc<Shared>) {
     let mut send: Option<http1::SendRequest<Full<Bytes>>> = None;
     let timeout = Duration::from_secs_f64(sh.opts.timeout);
+    let drained = sh.end + Duration::from_secs_f64(sh.opts.drain);
     while let Some((k, due)) = sh.next_job().await {
+        if sh.paced.is_some() && Instant::now() >= drained {
+            sh.stats.borrow_mut().unsent += 1;
+            continue;
+        }
         let body = &sh.opts.bodies[(k % sh.opts.bodies.len() as u64) as usize];
         let streamed = body.windows(6).any(|w| w == b"stream") && {
             let s = std::str::from_utf8(body).unwrap_or("");
@@ -452,8 +466,9 @@ fn main() {
         )
     };
     println!(
-        "{{\"sent\":{},\"ok\":{},\"errors\":{},\"status_errors\":{},\"incomplete_streams\":{},\"late_sends\":{},\"max_late_us\":{},\"bytes\":{},\"elapsed_s\":{:.3},\"rate_target\":{},\"rate_achieved\":{:.1},\"connections\":{},\"latency_us\":{},\"ttfb_us\":{},\"ttft_us\":{},\"late_us\":{},\"first_error\":{}}}",
+        "{{\"sent\":{},\"unsent\":{},\"ok\":{},\"errors\":{},\"status_errors\":{},\"incomplete_streams\":{},\"late_sends\":{},\"max_late_us\":{},\"bytes\":{},\"elapsed_s\":{:.3},\"rate_target\":{},\"rate_achieved\":{:.1},\"connections\":{},\"latency_us\":{},\"ttfb_us\":{},\"ttft_us\":{},\"late_us\":{},\"first_error\":{}}}",
         st.sent,
+        st.unsent,
         st.ok,
         st.errors,
         st.status_errors,
