@@ -37,19 +37,27 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A caller known by method and subject only: no issuer, user, agent, groups or scopes.
+    pub fn bare(method: Method, subject: impl Into<String>) -> Self {
+        Principal {
+            method,
+            subject: subject.into(),
+            issuer: None,
+            client_id: None,
+            user: None,
+            agent: None,
+            groups: Vec::new(),
+            scopes: Vec::new(),
+        }
+    }
+
     fn anonymous() -> Arc<Self> {
         static ANON: OnceLock<Arc<Principal>> = OnceLock::new();
         Arc::clone(ANON.get_or_init(|| {
             Arc::new(Principal {
-                method: Method::Anonymous,
-                subject: "anonymous".into(),
-                issuer: None,
-                client_id: None,
-                user: None,
                 // Records and budgets both key on the agent.
                 agent: Some("anonymous".into()),
-                groups: Vec::new(),
-                scopes: Vec::new(),
+                ..Principal::bare(Method::Anonymous, "anonymous")
             })
         }))
     }

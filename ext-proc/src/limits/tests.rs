@@ -11,16 +11,7 @@ fn limiter(rules: &str) -> RateLimiter {
 }
 
 fn key(name: &str) -> Principal {
-    Principal {
-        method: Method::ApiKey,
-        subject: name.into(),
-        issuer: None,
-        client_id: None,
-        user: None,
-        agent: None,
-        groups: Vec::new(),
-        scopes: Vec::new(),
-    }
+    Principal::bare(Method::ApiKey, name)
 }
 
 fn call<'a>(

@@ -385,16 +385,7 @@ fn check_pattern(env: &Arc<Env>, pattern: &str) -> Result<(), String> {
 /// (a typo such as `reqest.model`) is an error for every request that reaches it, so is
 /// refused now. Other errors depend on the request (a missing header) and are left alone.
 fn dry_run(env: &Arc<Env>, program: &Program) -> Result<(), String> {
-    let principal = Principal {
-        method: Method::Anonymous,
-        subject: String::new(),
-        issuer: None,
-        client_id: None,
-        user: None,
-        agent: None,
-        groups: Vec::new(),
-        scopes: Vec::new(),
-    };
+    let principal = Principal::bare(Method::Anonymous, "");
     let headers = HeaderMap::new();
     let input = PolicyInput {
         path: "",
@@ -494,14 +485,10 @@ mod tests {
 
     fn principal() -> Principal {
         Principal {
-            method: Method::ApiKey,
-            subject: "ci-bot".into(),
-            issuer: None,
-            client_id: None,
             user: Some("alice".into()),
-            agent: None,
             groups: vec!["ml".into(), "admins".into()],
             scopes: vec!["llm:chat".into()],
+            ..Principal::bare(Method::ApiKey, "ci-bot")
         }
     }
 

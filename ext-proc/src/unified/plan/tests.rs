@@ -6,16 +6,7 @@ fn config(json: &str) -> GatewayConfig {
 }
 
 fn key(name: &str) -> Principal {
-    Principal {
-        method: Method::ApiKey,
-        subject: name.into(),
-        issuer: None,
-        client_id: None,
-        user: None,
-        agent: None,
-        groups: Vec::new(),
-        scopes: Vec::new(),
-    }
+    Principal::bare(Method::ApiKey, name)
 }
 
 const CONFIG: &str = r#"{
