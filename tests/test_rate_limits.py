@@ -114,6 +114,14 @@ def test_token_limit_reserves_then_settles(rgw, upstream):
     assert len(upstream.requests) == 2
 
 
+def test_unified_endpoint_passes_the_limit_headers_on(rgw, upstream):
+    c = openai.OpenAI(api_key=KEYS["free"], base_url=rgw.unified_url, max_retries=0, timeout=15)
+    raw = c.chat.completions.with_raw_response.create(model="local/mock-model", messages=MESSAGES, max_tokens=50)
+    assert raw.headers["x-aigw-target"] == "local/mock-model"
+    assert raw.headers["x-ratelimit-limit-tokens"] == "2000"
+    assert int(raw.headers["x-ratelimit-remaining-tokens"]) < 2000
+
+
 def test_limited_providers_leave_the_fast_path(rgw, upstream):
     before = rgw.sidecar_streams()
     # (A call without max_tokens would hold the default output cap, 4096 tokens: over this limit.)

@@ -18,11 +18,18 @@ use std::pin::Pin;
 /// Largest non-streamed answer read whole for translation.
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 
-/// Headers of the native answer the client also gets.
-const KEPT_HEADERS: [&str; 3] = [
+/// Headers of the native answer the client also gets (the rate-limit ones in OpenAI's
+/// names, so the SDK's retry logic works here too).
+const KEPT_HEADERS: [&str; 9] = [
     "retry-after",
     crate::exchange::BUDGET_WARNING_HEADER,
     "x-request-id",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
 ];
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
