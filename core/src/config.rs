@@ -541,6 +541,11 @@ impl GatewayConfig {
         self.providers.iter().find(|p| p.name == name)
     }
 
+    /// Who may use `p`: its own `access`, else `default_access`; `None`: every caller.
+    pub fn access_rules<'a>(&'a self, p: &'a ProviderConfig) -> Option<&'a [AccessRule]> {
+        p.access.as_deref().or(self.default_access.as_deref())
+    }
+
     pub fn virtual_model(&self, name: &str) -> Option<&VirtualModel> {
         self.virtual_models.iter().find(|v| v.name == name)
     }

@@ -132,11 +132,7 @@ impl Exchange {
             );
             misconfigured()
         })?;
-        let rules = provider
-            .access
-            .as_deref()
-            .or(gw.config.default_access.as_deref());
-        if !access::permits(rules, &principal) {
+        if !access::permits(gw.config.access_rules(provider), &principal) {
             return Err(GatewayError::new(
                 ErrorKind::AccessDenied,
                 format!("access to provider '{}' is not permitted", route.provider),

@@ -79,11 +79,10 @@ pub fn snapshot(gw: &Gateway) -> Snapshot {
                 // A rate limit is counted by the sidecar, before the call.
                 .filter(|fp| !gw.limits.covers_provider(&fp.name))
                 .filter(|fp| {
-                    let rules = gw
-                        .config
+                    let config = &gw.config;
+                    let rules = config
                         .provider(&fp.name)
-                        .and_then(|p| p.access.as_deref())
-                        .or(gw.config.default_access.as_deref());
+                        .map_or(config.default_access.as_deref(), |p| config.access_rules(p));
                     access::permits(rules, principal)
                 })
                 .map(|fp| fp.name.clone())

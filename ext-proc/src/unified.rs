@@ -163,11 +163,7 @@ async fn models(State(u): State<Arc<Unified>>, headers: HeaderMap) -> Response {
         }
     }
     for p in &config.providers {
-        let open = p.enabled
-            && crate::auth::access::permits(
-                p.access.as_deref().or(config.default_access.as_deref()),
-                &principal,
-            );
+        let open = p.enabled && crate::auth::access::permits(config.access_rules(p), &principal);
         for m in p.models.iter().flatten().filter(|_| open) {
             data.push(serde_json::json!({"id": format!("{}/{}", p.name, m.name), "object": "model", "created": 0, "owned_by": p.name}));
         }

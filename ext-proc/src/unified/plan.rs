@@ -186,14 +186,7 @@ pub fn plan<'a>(
     if candidates.is_empty() {
         return Err(NoPlan::Unserved);
     }
-    candidates.retain(|c| {
-        let rules = c
-            .provider
-            .access
-            .as_deref()
-            .or(config.default_access.as_deref());
-        access::permits(rules, principal)
-    });
+    candidates.retain(|c| access::permits(config.access_rules(c.provider), principal));
     if candidates.is_empty() {
         return Err(NoPlan::Denied);
     }
