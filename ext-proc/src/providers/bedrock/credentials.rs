@@ -5,7 +5,7 @@
 //! - Anything temporary (STS assume-role on top of the static keys or of the default chain;
 //!   the default chain itself: environment, EKS web identity, shared files, ...): fetched at
 //!   start, cached, and refreshed in the background ahead of expiry. A request waits only if
-//!   the cached credentials have already expired (refresh failed for that long).
+//!   the cached credentials have (nearly) expired (refresh failed for that long).
 
 use crate::secrets::{SecretStore, Snapshot};
 use aigw_core::config::{AwsCredentials, ProviderConfig};
@@ -27,6 +27,9 @@ const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(15 * 60);
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 /// A credentials fetch (STS, metadata) that takes longer is abandoned and retried.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Credentials this close to expiry count as expired: AWS checks the token when the request
+/// arrives, so one signed in the last instant could land after the expiry and get a 403.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 /// A request finding its credentials expired waits this long for the refresh, then fails
 /// with a clear 503 instead of running into Envoy's message timeout.
 const REQUEST_WAIT: Duration = Duration::from_millis(300);
@@ -171,7 +174,7 @@ impl CredentialCache {
 }
 
 fn is_expired(c: &Credentials, now: SystemTime) -> bool {
-    c.expiry().is_some_and(|e| e <= now)
+    c.expiry().is_some_and(|e| e <= now + EXPIRY_MARGIN)
 }
 
 /// When to refresh: `REFRESH_MARGIN` before expiry, or a quarter of the lifetime before it
@@ -274,6 +277,8 @@ mod tests {
         let never = Credentials::new("a", "s", None, None, "t");
         assert_eq!(refresh_time(&never, now), now + MAX_REFRESH_INTERVAL);
         assert!(is_expired(&short, now + Duration::from_secs(40)));
+        assert!(is_expired(&short, now + Duration::from_millis(39_500)), "margin before expiry");
+        assert!(!is_expired(&short, now + Duration::from_secs(38)));
         assert!(!is_expired(&never, now));
     }
 
