@@ -277,7 +277,10 @@ mod tests {
         let never = Credentials::new("a", "s", None, None, "t");
         assert_eq!(refresh_time(&never, now), now + MAX_REFRESH_INTERVAL);
         assert!(is_expired(&short, now + Duration::from_secs(40)));
-        assert!(is_expired(&short, now + Duration::from_millis(39_500)), "margin before expiry");
+        assert!(
+            is_expired(&short, now + Duration::from_millis(39_500)),
+            "margin before expiry"
+        );
         assert!(!is_expired(&short, now + Duration::from_secs(38)));
         assert!(!is_expired(&never, now));
     }
