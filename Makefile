@@ -10,7 +10,7 @@ WASM := target/wasm32-wasip1/wasm/aigw_filter.wasm
 SIDECAR := target/release/aigw-ext-proc
 CARGO ?= cargo
 
-.PHONY: all deps build run test unit integration lint fmt bench clean
+.PHONY: all deps debian-packages build run test unit integration lint fmt bench clean
 
 all: build
 
@@ -21,12 +21,17 @@ IDP_MODULES := examples/idp/node_modules/.stamp
 BROWSER_MODULES := tests/browser/node_modules/.stamp
 DEPLOY_MODULES := deploy/validate/node_modules/.stamp
 
-deps: $(VENV)/.stamp .wasm-target.stamp $(IDP_MODULES) $(BROWSER_MODULES) $(DEPLOY_MODULES) .chromium.stamp
+deps: $(VENV)/.stamp .wasm-target.stamp $(IDP_MODULES) $(BROWSER_MODULES) $(DEPLOY_MODULES) debian-packages
 
-## the dashboard's browser tests: Debian's Chromium, driven by playwright-core (no browser download)
-.chromium.stamp:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
-	@touch $@
+## Debian packages, checked on every run (a check is a few ms, and a stamp file could outlive
+## the packages): Chromium for the dashboard's browser tests (driven by playwright-core, no
+## browser download); PostgreSQL (/usr/lib/postgresql/<ver>/bin) and Redis for the replica
+## tests, which start their own servers on free ports and never use the packages' services.
+debian-packages:
+	@pkgs=; command -v chromium >/dev/null || pkgs="chromium chromium-driver"; \
+	ls /usr/lib/postgresql/*/bin/postgres /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs="$$pkgs postgresql"; \
+	command -v redis-server >/dev/null || pkgs="$$pkgs redis-server"; \
+	test -z "$$pkgs" || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs; }
 
 $(BROWSER_MODULES): tests/browser/package.json tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
@@ -84,4 +89,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) .wasm-target.stamp .chromium.stamp .run examples/idp/node_modules tests/browser/node_modules deploy/validate/node_modules
+	rm -rf $(VENV) .wasm-target.stamp .run examples/idp/node_modules tests/browser/node_modules deploy/validate/node_modules

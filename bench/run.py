@@ -37,6 +37,8 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from harness import GATEWAY_KEY_SECRET, Gateway, Managed, envoy_binary, http_filter, provider  # noqa: E402
+from harness.services import PostgresServer  # noqa: E402
+from harness.usage import budgets  # noqa: E402
 from harness import gateway as harness_gateway  # noqa: E402
 from harness import http as rawhttp  # noqa: E402
 from harness.procs import StartupError, stop_all  # noqa: E402
@@ -82,16 +84,23 @@ VARIANTS = {
     "unified-translated": "the full gateway, unified endpoint with model "
                           f"{ANTHROPIC_PROVIDER}/...: an anthropic provider, the request translated "
                           "to Anthropic Messages and the answer (and stream) back to OpenAI's shape",
+    "budget-sqlite": "the full gateway, the caller's agent with a budget (so the sidecar path: a "
+                     "hold before the call, settled after), SQLite store, holds in the sidecar's memory",
+    "budget-postgres": "as budget-sqlite with --store postgres://: the hold and its settle in "
+                       "PostgreSQL (one aigw_reserve and one aigw_settle per call), records written "
+                       "there; a local PostgreSQL (Debian's, fsync off), its CPU in the postgres column",
 }
 DEFAULT_VARIANTS = ["direct", "plain", "dfp", "wasm", "gateway-noacct", "gateway-sidecar", "gateway",
-                    "unified", "unified-translated"]
+                    "unified", "unified-translated", "budget-sqlite", "budget-postgres"]
+# The store's variants: the same budgeted calls, usage store and holds in SQLite / PostgreSQL.
+STORE_VARIANTS = ("budget-sqlite", "budget-postgres")
 # Variants whose calls must all go through the sidecar (fast path off).
 SIDECAR_PATH = ("gateway-noacct", "gateway-sidecar")
 # The unified endpoint's variants: variant -> the provider named in `model`, and the mock's
 # API it must have been called on (see `mock_stats`).
 UNIFIED = {"unified": (PROVIDER, "openai"), "unified-translated": (ANTHROPIC_PROVIDER, "anthropic")}
 # Variants with the sidecar (the full gateway, in one of its shapes).
-GATEWAY_VARIANTS = ("gateway-noacct", "gateway-sidecar", "gateway", *UNIFIED)
+GATEWAY_VARIANTS = ("gateway-noacct", "gateway-sidecar", "gateway", *UNIFIED, *STORE_VARIANTS)
 # Where the native path is measured that the unified variants are set against.
 NATIVE = "gateway"
 WORKLOADS = ["json", "sse"]
@@ -140,6 +149,25 @@ def proc_cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
 
 
+def tree_cpu_ticks(pid: int) -> int:
+    """proc_cpu_ticks of `pid` and its live children (PostgreSQL: the postmaster and one
+    backend per connection)."""
+    total = proc_cpu_ticks(pid)
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                    total += proc_cpu_ticks(int(d.name))
+            except (OSError, ValueError):
+                pass  # gone meanwhile
+    return total
+
+
+def ticks(key: str, pid: int) -> int:
+    return tree_cpu_ticks(pid) if key == "postgres" else proc_cpu_ticks(pid)
+
+
 def proc_mem(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM in bytes."""
     out = {}
@@ -183,7 +211,7 @@ class Cpu:
     def __init__(self, pids: dict[str, int], all_pids: list[int]):
         self.pids = pids
         self.all_pids = all_pids
-        self.t0 = {k: proc_cpu_ticks(p) for k, p in pids.items()}
+        self.t0 = {k: ticks(k, p) for k, p in pids.items()}
         self.all0 = sum(proc_cpu_ticks(p) for p in all_pids)
         self.sys0 = system_busy_us()
         self.steal0 = steal_us()
@@ -191,9 +219,10 @@ class Cpu:
         self.wall0 = time.monotonic()
 
     def stop(self) -> dict[str, float]:
-        out = {k: (proc_cpu_ticks(p) - self.t0[k]) * 1e6 / CLK_TCK for k, p in self.pids.items()}
+        out = {k: (ticks(k, p) - self.t0[k]) * 1e6 / CLK_TCK for k, p in self.pids.items()}
         wall = (time.monotonic() - self.wall0) * 1e6
         ours = (sum(proc_cpu_ticks(p) for p in self.all_pids) - self.all0) * 1e6 / CLK_TCK
+        ours += out.get("postgres", 0.0)  # its backends are not in all_pids
         ours += own_children_us() - self.own0
         out["wall"] = wall
         out["loadgen"] = own_children_us() - self.own0
@@ -308,15 +337,19 @@ def patch_for(variant: str, wasm: str, mock_port: int) -> Callable[[dict], None]
 
     return {"plain": plain, "dfp": dfp, "wasm": wasm_only, "gateway-noacct": no_accounting,
             "gateway-sidecar": use_snapshot_wasm, "gateway": use_snapshot_wasm,
-            "unified": use_snapshot_wasm, "unified-translated": use_snapshot_wasm}[variant]
+            "unified": use_snapshot_wasm, "unified-translated": use_snapshot_wasm,
+            "budget-sqlite": use_snapshot_wasm, "budget-postgres": use_snapshot_wasm}[variant]
 
 
 class Target:
     """Where the load goes, and the PIDs whose CPU and memory count."""
 
     def __init__(self, variant: str, host: str, port: int, path: str, gw: Gateway | None,
-                 extra_headers: list[tuple[str, str]] | None = None, model_prefix: str = ""):
+                 extra_headers: list[tuple[str, str]] | None = None, model_prefix: str = "",
+                 postgres: Any = None):
         self.extra_headers = extra_headers or []
+        # The PostgreSQL server this variant's sidecar uses (budget-postgres).
+        self.postgres = postgres
         # `<provider>/` before the model name (the unified endpoint), else "".
         self.model_prefix = model_prefix
         self.variant = variant
@@ -340,11 +373,15 @@ class Target:
             out["envoy"] = self.gw.envoy.pid
             if self.gw.sidecar is not None:
                 out["sidecar"] = self.gw.sidecar.pid
+        if self.postgres is not None:
+            out["postgres"] = self.postgres.proc.pid
         return out
 
     def stop(self) -> None:
         if self.gw is not None:
             self.gw.stop()
+        if self.postgres is not None:
+            self.postgres.cleanup()
 
 
 def start_target(variant: str, work: Path, mock_port: int, wasm: str, args) -> Target:
@@ -355,15 +392,31 @@ def start_target(variant: str, work: Path, mock_port: int, wasm: str, args) -> T
         # Anthropic's native path is <base_url>/v1/messages.
         provs.append(provider(ANTHROPIC_PROVIDER, "anthropic", f"http://127.0.0.1:{mock_port}",
                               api_key_secret=UPSTREAM_KEY_SECRET))
+    pg = None
+    if variant in STORE_VARIANTS:
+        # Priced models (a budget needs prices), the names the workloads send.
+        provs[0]["models"] = [{"name": m, "input": "1.00", "output": "2.00"} for m in bench_models(args)]
+    if variant == "budget-postgres":
+        pg = PostgresServer(work / variant / "postgres-logs", name="bench-postgres").start()
     gw = Gateway(work / variant, provs, {GATEWAY_KEY_SECRET: GATEWAY_KEY, UPSTREAM_KEY_SECRET: UPSTREAM_KEY},
                  sidecar=variant in GATEWAY_VARIANTS, patch=patch_for(variant, wasm, mock_port),
                  sidecar_args=args.sidecar_arg, sidecar_env=dict(kv.split("=", 1) for kv in args.sidecar_env),
                  name=f"bench-{variant}", start_timeout=30,
-                 fast_path=variant not in SIDECAR_PATH).start()
+                 fast_path=variant not in SIDECAR_PATH, store=pg and pg.new_database("bench"))
+    if variant in STORE_VARIANTS:
+        # Room for every call of the run: nothing is refused, each call holds and settles.
+        gw.plugin["budgets"] = {"default": {"cap_usd": "1000000", "window": "daily"}}
+    gw.start()
     extra = [("x-aigw-upstream", "http"), ("Host", f"127.0.0.1:{mock_port}")] if variant == "dfp" else []
     if variant in UNIFIED:
         return Target(variant, gw.host, gw.port, UNIFIED_PATH, gw, extra, model_prefix=UNIFIED[variant][0] + "/")
-    return Target(variant, gw.host, gw.port, GW_PATH, gw, extra)
+    return Target(variant, gw.host, gw.port, GW_PATH, gw, extra, postgres=pg)
+
+
+def bench_models(args) -> list[str]:
+    """Every model name the workloads send (see body_for)."""
+    return sorted({json.loads(body_for(k, False, args.chunks, d))["model"]
+                   for k in WORKLOADS for d in (0, args.chunk_delay_ms)})
 
 
 # --------------------------------------------------------------------------- requests
@@ -455,11 +508,19 @@ def sanity(t: Target, args, mock_port: int | None = None) -> dict[str, Any]:
         through_sidecar = t.gw.sidecar_streams() - streams_before
         # The unified hop itself is plain HTTP to the sidecar (no ext_proc stream); its inner
         # native call, on a key without a budget, takes the filter's fast path as `gateway`.
-        want = len(WORKLOADS) if t.variant in SIDECAR_PATH else 0
+        want = len(WORKLOADS) if t.variant in SIDECAR_PATH or t.variant in STORE_VARIANTS else 0
         if through_sidecar != want:
             raise RuntimeError(f"{t.variant}: {through_sidecar} of {len(WORKLOADS)} calls went through the "
                                f"sidecar (ext_proc streams), expected {want}")
         out["through_sidecar"] = through_sidecar
+    if t.variant in STORE_VARIANTS:
+        # The holds were settled to what the calls cost, in this variant's store.
+        deadline = time.monotonic() + 5
+        while not (b := budgets(t.gw).get("tests", {})).get("spent_nanousd"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{t.variant}: no spend settled on the budget of agent 'tests': {b}")
+            time.sleep(0.1)
+        out["budget"] = {k: b[k] for k in ("spent_nanousd", "reserved_nanousd")}
     return out
 
 
@@ -779,6 +840,7 @@ def report_md(res: dict[str, Any], args) -> str:
                      "latency is per request from its write, the queueing shows as late sends): "
                      + "; ".join(not_held))
     lines += unified_md(res)
+    lines += store_md(res)
     t = res.get("targets")
     if t:
         lines.append("")
@@ -833,6 +895,36 @@ def unified_md(res: dict[str, Any]) -> list[str]:
                 + ("" if rate_held(c["fixed"]) else " ‡"),
                 f"{dms(tt['p50'] - nt['p50'])} / {dms(tt['p99'] - nt['p99'])}" if tt and nt and not native else "-",
                 vs(cpu(c, "envoy"), cpu(n, "envoy")), vs(cpu(c, "sidecar"), cpu(n, "sidecar")), vs(both, nboth),
+                f"{max(c['others_cores_during_wrk'], c['others_cores_during_fixed']):.2f} / "
+                f"{max(c.get('steal_cores_during_wrk', 0), c.get('steal_cores_during_fixed', 0)):.2f}"
+                + (" ⚠" if disturbance(c) > DISTURBED else ""),
+            ]) + " |")
+    return lines
+
+
+def store_md(res: dict[str, Any]) -> list[str]:
+    """Budgeted calls with the SQLite store (holds in the sidecar) against the PostgreSQL
+    store (holds in the database), with the database's CPU per call."""
+    V = res["variants"]
+    if not all(v in V for v in STORE_VARIANTS):
+        return []
+    lines = ["", "**Budgeted calls: SQLite against PostgreSQL (holds, settles and records)**", "",
+             "| workload | store | rps | p50 / p99 ms | added p50 / p99 ms vs SQLite | Envoy µs/req "
+             "| sidecar µs/req | postgres µs/req | all three µs/req | others / steal |",
+             "|" + "---|" * 10]
+    for kind in WORKLOADS:
+        lite = V["budget-sqlite"][kind]
+        for v in STORE_VARIANTS:
+            c = V[v][kind]
+            cpu = c["cpu_us_per_req"]
+            lat, ll = c["fixed"]["latency_us"], lite["fixed"]["latency_us"]
+            lines.append("| " + " | ".join([
+                kind, v.removeprefix("budget-"), f"{c['wrk']['rps']:.0f}",
+                f"{ms(lat['p50'])} / {ms(lat['p99'])}" + ("" if rate_held(c["fixed"]) else " ‡"),
+                "-" if v == "budget-sqlite" else f"{dms(lat['p50'] - ll['p50'])} / {dms(lat['p99'] - ll['p99'])}",
+                f"{cpu.get('envoy', 0):.0f}", f"{cpu.get('sidecar', 0):.0f}",
+                f"{cpu['postgres']:.0f}" if "postgres" in cpu else "-",
+                f"{sum(cpu.get(k, 0) for k in ('envoy', 'sidecar', 'postgres')):.0f}",
                 f"{max(c['others_cores_during_wrk'], c['others_cores_during_fixed']):.2f} / "
                 f"{max(c.get('steal_cores_during_wrk', 0), c.get('steal_cores_during_fixed', 0)):.2f}"
                 + (" ⚠" if disturbance(c) > DISTURBED else ""),

@@ -6,6 +6,8 @@
 - `keys`: the gateway key and each provider's upstream key.
 - `gateway`: one Envoy + filter + sidecar for the session, every standard provider pointing
   at the mocks. Tests that break or reconfigure a gateway start their own with `make_gateway`.
+- `postgres_server` / `redis_server`: one PostgreSQL and one Redis server for the session
+  (our children, on free ports); tests take a database each with `new_database(name)`.
 - Every test runs under a time limit: `@pytest.mark.timeout(seconds)`, default 30 s.
 - On a failure the captured stderr of every running gateway process is added to the report.
 """
@@ -23,6 +25,7 @@ from harness import GATEWAY_KEY_SECRET, Gateway, live_gateways, new_gateway_key,
 from harness.aws import isolate_aws_environment
 from harness.idp import live_idps
 from harness.procs import stop_all
+from harness.services import PostgresServer, RedisServer, ServiceUnavailable, live_services, stop_all_services
 from mocks.bedrock import MockBedrock
 from mocks.sigv4 import AwsCreds
 from mocks.sts import MockSTS
@@ -47,6 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_all_services()
     stop_all()
 
 
@@ -86,6 +90,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             rep.sections.append((f"gateway logs: {gw.name}", gw.logs()))
         for idp in live_idps():
             rep.sections.append((f"IdP logs: {idp.name}", idp.logs()))
+        for svc in live_services():  # the session servers only for the tests that use them
+            if getattr(svc, "fixture", None) in (None, *item.fixturenames):
+                rep.sections.append((f"server logs: {svc.name}", svc.logs()))
 
 
 # --------------------------------------------------------------------------- mocks and keys
@@ -212,6 +219,41 @@ def sts(_sts_server: MockSTS) -> MockSTS:
     """The mock STS, reset: no base credentials, no web identity tokens, any role."""
     _sts_server.reset()
     return _sts_server
+
+
+# --------------------------------------------------------------------------- shared state
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory) -> PostgresServer:
+    """A PostgreSQL server for the session (trust auth, user `aigw`); each test takes its own
+    database: `postgres_server.new_database(name)` → `postgres://aigw@127.0.0.1:<port>/<name>`.
+    Tests that stop the server start their own `PostgresServer`."""
+    try:
+        pg = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    except ServiceUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    pg.fixture = "postgres_server"
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> RedisServer:
+    """A Redis server for the session (`redis_server.url`); tests flush it as they need."""
+    try:
+        r = RedisServer(tmp_path_factory.mktemp("redis"))
+    except ServiceUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    r.fixture = "redis_server"
+    try:
+        r.start()
+        yield r
+    finally:
+        r.cleanup()
 
 
 # --------------------------------------------------------------------------- gateways

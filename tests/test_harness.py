@@ -108,3 +108,91 @@ def test_demo_mock_llm(tmp_path):
         mock_llm.DemoHandler.word_delay = 0.05
         srv.shutdown()
         srv.server_close()
+
+
+# --------------------------------------------------------------------------- shared-state servers
+
+
+def test_postgres_server_databases_queries_and_restart(postgres_server, tmp_path):
+    """The session server: a database per name, rows back as text (NULL as None, separators
+    and newlines kept); a private server keeps its port and data across stop/start, runs
+    as a child we track by PID, and refuses connections while stopped."""
+    import os
+    import subprocess
+
+    from harness.procs import port_open
+    from harness.services import PostgresServer, db_name
+
+    a, b = postgres_server.new_database("Harness Check"), postgres_server.new_database("Harness Check")
+    assert a == f"postgres://aigw@127.0.0.1:{postgres_server.port}/harness_check" and b.endswith("/harness_check_2")
+    postgres_server.psql(a, "CREATE TABLE t (n int, s text); INSERT INTO t VALUES (1, 'a,b|c'), (2, NULL), "
+                            "(3, E'two\\nlines')")
+    assert postgres_server.query(a, "SELECT n, s FROM t ORDER BY n") == [("1", "a,b|c"), ("2", None),
+                                                                         ("3", "two\nlines")]
+    assert postgres_server.query(db_name(b), "SELECT count(*) FROM pg_tables WHERE tablename = 't'") == [("0",)]
+
+    pg = PostgresServer(tmp_path / "own", name="pg-own").start()
+    try:
+        port, pid = pg.port, pg.proc.pid
+        user = subprocess.run(["ps", "-o", "user=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+        assert user == ("postgres" if os.geteuid() == 0 else os.environ.get("USER", user)), user
+        url = pg.new_database("keep")
+        pg.psql(url, "CREATE TABLE k (v text); INSERT INTO k VALUES ('kept')")
+        t0 = time.monotonic()
+        pg.stop()
+        assert time.monotonic() - t0 < 5, "fast shutdown took long"
+        assert not pg.alive() and not port_open("127.0.0.1", port)
+        pg.start()
+        assert pg.port == port and pg.url("keep") == url
+        assert pg.query(url, "SELECT v FROM k") == [("kept",)]
+    finally:
+        pg.cleanup()
+    assert not pg.base.exists()
+
+
+def test_redis_server_commands_and_restart(redis_server):
+    from harness.procs import port_open
+
+    assert redis_server.url == f"redis://127.0.0.1:{redis_server.port}"
+    assert redis_server.command("PING") == "PONG"
+    assert redis_server.command("INCR", "harness-check") == 1
+    redis_server.flushall()
+    assert redis_server.command("DBSIZE") == 0
+    port = redis_server.port
+    redis_server.stop()
+    assert not redis_server.alive() and not port_open("127.0.0.1", port)
+    redis_server.start()
+    assert redis_server.port == port and redis_server.command("PING") == "PONG"
+
+
+def test_gateway_store_and_redis_flags(tmp_path, monkeypatch):
+    """`store=` replaces the default `--store <workdir>/usage.db` (one `--store` only);
+    `redis=` adds `--redis`; both lead `sidecar_args`, which `restart_sidecar` reuses."""
+    import harness.gateway as hg
+    from harness import Gateway
+
+    url = "postgres://aigw@127.0.0.1:1/x"
+    gw = Gateway(tmp_path, [], {}, store=url, redis="redis://127.0.0.1:2", sidecar_args=["--hold-expiry-ms", "3000"])
+    assert gw.sidecar_args == ["--store", url, "--redis", "redis://127.0.0.1:2", "--hold-expiry-ms", "3000"]
+    assert Gateway(tmp_path, [], {}).sidecar_args == []
+
+    argvs = []
+    monkeypatch.setattr(hg, "Managed", lambda name, argv, *a, **kw: argvs.append([str(x) for x in argv]))
+    hg.start_sidecar(tmp_path / "e.yaml", 1, tmp_path, tmp_path, extra_args=gw.sidecar_args)
+    hg.start_sidecar(tmp_path / "e.yaml", 1, tmp_path, tmp_path, extra_args=["--hold-expiry-ms", "1"])
+    hg.start_sidecar(tmp_path / "e.yaml", 1, tmp_path, tmp_path, store=url)
+    own, default, explicit = argvs
+    assert own.count("--store") == 1 and own[own.index("--store") + 1] == url and "--redis" in own
+    assert default[default.index("--store") + 1] == str(tmp_path / "usage.db")
+    assert explicit.count("--store") == 1 and explicit[explicit.index("--store") + 1] == url
+
+
+def test_gateway_kill_is_a_crash(make_gateway):
+    """`kill()` SIGKILLs Envoy and the sidecar (no drain) and reaps them; `stop()` after it is fine."""
+    import signal
+
+    gw = make_gateway(name="crash")
+    envoy, sidecar = gw.envoy, gw.sidecar
+    gw.kill()
+    assert envoy.returncode == -signal.SIGKILL and sidecar.returncode == -signal.SIGKILL
+    gw.stop()

@@ -73,6 +73,9 @@ pub enum ErrorKind {
     RequestTooLarge,
     /// A rate limit has no room for this request.
     RateLimited,
+    /// The shared store of budgets and limits (PostgreSQL, Redis) cannot answer, and they
+    /// fail closed.
+    SharedStateUnavailable,
 }
 
 impl ErrorKind {
@@ -102,7 +105,8 @@ impl ErrorKind {
             Self::UpstreamCredentialUnavailable
             | Self::Misconfigured
             | Self::IdentityProviderUnavailable
-            | Self::StoreUnavailable => 503,
+            | Self::StoreUnavailable
+            | Self::SharedStateUnavailable => 503,
         }
     }
 
@@ -137,6 +141,7 @@ impl ErrorKind {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::RequestTooLarge => "request_too_large",
             Self::RateLimited => "rate_limited",
+            Self::SharedStateUnavailable => "shared_state_unavailable",
         }
     }
 

@@ -12,10 +12,10 @@
 //! Any failure becomes the gateway's JSON error as an `ImmediateResponse`: nothing is forwarded.
 
 use crate::accounting::{self, Accounting, RequestInfo, CONVERSATION_HEADER};
+use crate::admission::{self, Admitted, Ask, Used};
 use crate::auth::{self, access, Principal};
-use crate::budgets::{Decision, Reservation};
 use crate::gateway::Gateway;
-use crate::limits::{self, Holds};
+use crate::limits;
 use crate::providers::bedrock::Pending;
 use crate::providers::{self, Mutation, Upstream};
 use crate::store::csv::nanousd_to_usd as usd;
@@ -52,10 +52,8 @@ pub struct Exchange {
     usage_chunk_filter: Option<UsageChunkFilter>,
     openai_chat: bool,
     principal: Option<Arc<Principal>>,
-    /// The hold on the caller's budget, settled when the response ends.
-    reservation: Option<Reservation>,
-    /// This call's share of the rate limits (token holds settled at the end).
-    limits: Option<Holds>,
+    /// This call's holds on its rate limits and budget, settled when the response ends.
+    admitted: Option<Admitted>,
     /// The `x-ratelimit-*` headers of a refusal.
     refusal_headers: Vec<(&'static str, String)>,
 }
@@ -69,8 +67,7 @@ impl Exchange {
             usage_chunk_filter: None,
             openai_chat: false,
             principal: None,
-            reservation: None,
-            limits: None,
+            admitted: None,
             refusal_headers: Vec::new(),
         }
     }
@@ -79,8 +76,8 @@ impl Exchange {
         let result = match msg.request {
             Some(Phase::RequestHeaders(h)) => self.on_request_headers(&msg.attributes, &h).await,
             Some(Phase::RequestBody(b)) => self.on_request_body(b).await,
-            Some(Phase::ResponseHeaders(h)) => Ok(self.on_response_headers(&h)),
-            Some(Phase::ResponseBody(b)) => Ok(self.on_response_body(&b)),
+            Some(Phase::ResponseHeaders(h)) => Ok(self.on_response_headers(&h).await),
+            Some(Phase::ResponseBody(b)) => Ok(self.on_response_body(&b).await),
             Some(Phase::RequestTrailers(_)) => {
                 Ok(reply(Reply::RequestTrailers(TrailersResponse::default())))
             }
@@ -95,10 +92,7 @@ impl Exchange {
         result.unwrap_or_else(|e| {
             // The gateway answered itself: no upstream call to account for.
             self.accounting = None;
-            self.reservation = None;
-            if let Some(h) = self.limits.take() {
-                h.settle(0);
-            }
+            self.release();
             let mut r = immediate(&e);
             if let Reply::ImmediateResponse(ir) = &mut r {
                 let mut m = Mutation(ir.headers.take().unwrap_or_default());
@@ -168,7 +162,7 @@ impl Exchange {
             && (metered || route.kind == ProviderKind::Bedrock || provider.models.is_some());
 
         if metered && !wants_body {
-            self.reserve(0, None)?;
+            self.reserve(0, None).await?;
         }
         let mut mutation = if route.kind == ProviderKind::Bedrock {
             let pending = Pending {
@@ -239,7 +233,8 @@ impl Exchange {
             self.reserve(
                 body.body.len() as u64,
                 Some(max_output.saturating_mul(facts.choices)),
-            )?;
+            )
+            .await?;
         }
         let mut common = CommonResponse::default();
         let mut mutation = Mutation::default();
@@ -267,7 +262,7 @@ impl Exchange {
         })))
     }
 
-    fn on_response_headers(&mut self, headers: &HttpHeaders) -> ProcessingResponse {
+    async fn on_response_headers(&mut self, headers: &HttpHeaders) -> ProcessingResponse {
         let h = headers.headers.as_ref();
         let status = header(h, ":status")
             .and_then(|s| s.parse().ok())
@@ -277,7 +272,7 @@ impl Exchange {
             self.usage_chunk_filter = None;
         }
         let mut mutation = Mutation::default();
-        if let Some(st) = self.reservation.as_ref().map(Reservation::status) {
+        if let Some(st) = self.admitted.as_ref().and_then(Admitted::budget_status) {
             if let Some(warn) = st.warn_at_percent {
                 let used = st.spent_nanousd.saturating_add(st.reserved_nanousd) as u128;
                 let pct = used * 100 / u128::from(st.cap_nanousd.max(1));
@@ -285,14 +280,14 @@ impl Exchange {
                     let msg = format!(
                         "agent '{}' has used {pct}% of its {} budget of {} USD",
                         st.agent,
-                        window_name(st.window),
+                        admission::window_name(st.window),
                         usd(st.cap_nanousd)
                     );
                     mutation.set(BUDGET_WARNING_HEADER, msg.into_bytes());
                 }
             }
         }
-        if let Some(l) = &self.limits {
+        if let Some(l) = &self.admitted {
             for (k, v) in limits::headers(l.requests_room, l.tokens_room) {
                 mutation.set(k, v.into_bytes());
             }
@@ -300,7 +295,7 @@ impl Exchange {
         if let Some(a) = &mut self.accounting {
             a.on_response_headers(status, |name| header(h, name).map(str::to_string));
             if headers.end_of_stream || !a.is_metered() {
-                self.finish(false);
+                self.finish(false).await;
             }
         }
         reply(Reply::ResponseHeaders(HeadersResponse {
@@ -311,7 +306,7 @@ impl Exchange {
         }))
     }
 
-    fn on_response_body(&mut self, body: &HttpBody) -> ProcessingResponse {
+    async fn on_response_body(&mut self, body: &HttpBody) -> ProcessingResponse {
         if let Some(a) = &mut self.accounting {
             a.on_response_body(&body.body);
         }
@@ -324,7 +319,7 @@ impl Exchange {
             }
         }
         if body.end_of_stream {
-            self.finish(false);
+            self.finish(false).await;
         }
         reply(Reply::ResponseBody(BodyResponse {
             response: Some(common),
@@ -345,115 +340,102 @@ impl Exchange {
         listed || self.gw.budgets.config().for_agent(agent).is_some()
     }
 
-    /// Holds the most this request can cost on the caller's budget, if one applies.
-    fn reserve(&mut self, input_bytes: u64, max_output: Option<u64>) -> Result<(), GatewayError> {
+    /// Holds this call's share of its rate limits and the most it can cost on its budget.
+    async fn reserve(
+        &mut self,
+        input_bytes: u64,
+        max_output: Option<u64>,
+    ) -> Result<(), GatewayError> {
         let (Some(a), Some(p)) = (&self.accounting, &self.principal) else {
             return Ok(());
         };
         let gw = Arc::clone(&self.gw);
-        let max_output = max_output.unwrap_or(gw.budgets.config().default_max_output_tokens);
-        if !gw.limits.is_empty() {
-            let call = limits::Call {
-                principal: p,
-                provider: a.provider(),
-                model: a.model_requested.as_deref(),
-                // At least one byte per token: the body's size bounds its tokens.
-                max_tokens: input_bytes.saturating_add(max_output),
-                now_ms: crate::store::time::now_ms(),
-            };
-            match gw.limits.admit(&call) {
-                Ok(h) => self.limits = Some(h),
-                Err(r) => {
-                    self.refusal_headers = limits::headers(r.requests, r.tokens);
-                    let per = r
-                        .per
-                        .map(|k| format!(" per {}", k.as_str()))
-                        .unwrap_or_default();
-                    return Err(GatewayError::new(
-                        ErrorKind::RateLimited,
-                        format!(
-                            "rate limit '{}' ({} {}{per}) reached; it resets in {}",
-                            r.rule,
-                            r.limit,
-                            r.kind.field().replace('_', " "),
-                            limits::duration_text(r.reset_ms)
-                        ),
-                    )
-                    .with_retry_after(r.reset_ms.div_ceil(1000).max(1)));
-                }
+        let ask = Ask {
+            principal: p,
+            provider: a.provider(),
+            kind: a.kind(),
+            model: a.model_requested.as_deref(),
+            input_bytes,
+            max_output_tokens: max_output.unwrap_or(gw.budgets.config().default_max_output_tokens),
+        };
+        match admission::admit(&gw, &ask).await {
+            Ok(admitted) => {
+                self.admitted = Some(admitted);
+                Ok(())
+            }
+            Err(refused) => {
+                self.refusal_headers = refused.headers;
+                Err(refused.error)
             }
         }
-        let agent = p.agent.as_deref().unwrap_or(&p.subject);
-        if gw.budgets.config().for_agent(agent).is_none() {
-            return Ok(());
-        }
-        let model = a.model_requested.as_deref();
-        let estimate = gw
-            .estimate(a.provider(), a.kind(), model, input_bytes, max_output)
-            .map_err(|why| {
-                GatewayError::new(
-                    ErrorKind::UnpricedModel,
-                    format!(
-                        "a budget applies to agent '{agent}' but {why}, so it cannot be enforced"
-                    ),
-                )
-            })?;
-        let now = unix_now();
-        match gw.budgets.reserve(agent, estimate, now) {
-            Decision::Unlimited => {}
-            Decision::Reserved(r) => self.reservation = Some(r),
-            Decision::Refused(e) => {
-                return Err(GatewayError::new(
-                    ErrorKind::BudgetExceeded,
-                    format!(
-                        "agent '{}' has no room in its {} budget of {} USD for this request (up to {} USD); it resets at {}",
-                        e.agent,
-                        window_name(e.window),
-                        usd(e.cap_nanousd),
-                        usd(estimate),
-                        crate::budgets::rfc3339(e.resets_at_s)
-                    ),
-                )
-                .with_retry_after(e.resets_at_s.saturating_sub(now).max(1) as u64))
-            }
-        }
-        Ok(())
     }
 
-    /// Queues the usage record and settles the budget, once.
-    fn finish(&mut self, client_gone: bool) {
-        if let Some(a) = self.accounting.take() {
-            let gw = &self.gw;
-            let mut record = a.finish(client_gone);
-            record.price(|provider, kind, model, usage| gw.price(provider, kind, model, usage));
-            if let Some(r) = self.reservation.take() {
-                // Without reported usage the cost is unknown: keep the whole hold, unless the
-                // upstream refused the request (then nothing was spent).
-                let actual = match (record.usage_reported, record.cost_nanousd) {
-                    (true, Some(c)) => c,
-                    _ if record.status >= 400 => 0,
-                    _ => r.amount(),
-                };
-                r.settle(actual);
-            }
-            if let Some(l) = self.limits.take() {
-                // As for budgets: unknown usage keeps the hold, a refusal releases it.
-                match (record.usage_reported, record.status) {
-                    (true, _) => l.settle(record.usage.total_tokens()),
-                    (false, s) if s >= 400 => l.settle(0),
-                    _ => {}
-                }
-            }
-            gw.submit(record);
+    /// Gives back every hold: the gateway answered the call itself.
+    fn release(&mut self) {
+        if let Some(settling) = self
+            .admitted
+            .take()
+            .and_then(|a| a.settle(&self.gw, Used::NOTHING))
+        {
+            tokio::spawn(settling);
         }
     }
+
+    /// Queues the usage record and settles the holds, once. With shared state the response's
+    /// end waits (boundedly) until both are in the database, so a completed response has
+    /// its record even if this replica dies right after.
+    async fn finish(&mut self, client_gone: bool) {
+        if let Some(wait) = self.finish_now(client_gone) {
+            if tokio::time::timeout(COMMIT_WAIT, wait).await.is_err() {
+                tracing::warn!("the usage store did not commit in time; the record stays queued");
+            }
+        }
+    }
+
+    /// [`finish`](Self::finish) without waiting: what is left to wait for, if anything.
+    fn finish_now(&mut self, client_gone: bool) -> Option<impl std::future::Future<Output = ()>> {
+        let a = self.accounting.take()?;
+        let gw = Arc::clone(&self.gw);
+        let mut record = a.finish(client_gone);
+        record.price(|provider, kind, model, usage| gw.price(provider, kind, model, usage));
+        let used = Used {
+            usage_reported: record.usage_reported,
+            status: record.status,
+            cost_nanousd: record.cost_nanousd,
+            tokens: record.usage.total_tokens(),
+        };
+        let settling = self.admitted.take().and_then(|h| h.settle(&gw, used));
+        if gw.shared().is_none_or(|s| s.postgres.is_none()) {
+            gw.submit(record);
+            return None;
+        }
+        let committed = gw.submit_committed(record);
+        Some(async move {
+            if let Some(s) = settling {
+                s.await;
+            }
+            if let Some(c) = committed {
+                let _ = c.await;
+            }
+        })
+    }
 }
+
+/// How long a response's end waits for its record to be committed (PostgreSQL mode): a
+/// commit takes a few ms; longer means the database is away, and the record stays queued.
+/// Under Envoy's ext_proc `message_timeout` (0.5 s) with room for the settle before it.
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
 
 impl Drop for Exchange {
     /// The stream ended before the response did: the client went away (or Envoy reset the
     /// request). The record keeps what was seen.
     fn drop(&mut self) {
-        self.finish(true);
+        if let Some(rest) = self.finish_now(true) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(rest);
+            }
+        }
+        self.release();
     }
 }
 
@@ -478,23 +460,8 @@ fn modes(request_body: bool, response: bool) -> ProcessingMode {
     }
 }
 
-fn window_name(w: aigw_core::config::BudgetWindow) -> &'static str {
-    match w {
-        aigw_core::config::BudgetWindow::Daily => "daily",
-        aigw_core::config::BudgetWindow::Weekly => "weekly",
-        aigw_core::config::BudgetWindow::Monthly => "monthly",
-    }
-}
-
 /// Response header set when a budget is past its warning threshold.
 pub const BUDGET_WARNING_HEADER: &str = "x-aigw-budget-warning";
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 /// A provider's `models` list, if it has one, must name the model.
 fn check_model(p: &aigw_core::ProviderConfig, model: Option<&str>) -> Result<(), GatewayError> {

@@ -22,6 +22,10 @@ pub struct Gateway {
     pub budgets: Budgets,
     pub limits: crate::limits::RateLimiter,
     records: std::sync::OnceLock<crate::store::sink::RecordSink>,
+    /// Budgets and limits shared with other replicas, when configured.
+    shared: std::sync::OnceLock<crate::shared::SharedState>,
+    /// The admin port's metrics; the request path only bumps lock-free counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Each provider's prices: the built-in catalog plus its `models` overrides.
     pricing: HashMap<String, Catalog>,
     /// Signers of the enabled Bedrock providers, by provider name.
@@ -97,6 +101,8 @@ impl Gateway {
             budgets,
             limits,
             records: std::sync::OnceLock::new(),
+            shared: std::sync::OnceLock::new(),
+            metrics: Default::default(),
             pricing,
             bedrock,
             sources,
@@ -160,6 +166,25 @@ impl Gateway {
         if let Some(sink) = self.records.get() {
             sink.submit(record);
         }
+    }
+
+    /// Queues a usage record; the receiver fires once it is committed (PostgreSQL mode
+    /// holds a response's end until then). `None`: not queued.
+    pub fn submit_committed(
+        &self,
+        record: crate::record::UsageRecord,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        self.records.get()?.submit_committed(record)
+    }
+
+    /// The shared budgets and limits, if this replica uses them.
+    pub fn shared(&self) -> Option<&crate::shared::SharedState> {
+        self.shared.get()
+    }
+
+    /// Connects the shared backends (once, at start-up).
+    pub fn set_shared(&self, shared: crate::shared::SharedState) {
+        let _ = self.shared.set(shared);
     }
 
     /// Connects the record sink (once, at start-up).

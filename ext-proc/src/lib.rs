@@ -17,6 +17,7 @@
 //! - [`settings`]: the command-line flags.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod budgets;
 pub mod config_file;
@@ -30,6 +31,7 @@ pub mod providers;
 pub mod secrets;
 pub mod server;
 pub mod settings;
+pub mod shared;
 pub mod store;
 pub mod unified;
 
@@ -79,20 +81,12 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         .map_err(RunError::Unified)?;
     gateway.spawn_refresh(Duration::from_millis(settings.secrets_refresh_ms.max(50)));
 
-    // Usage records: a SQLite store fed by a writer thread; metrics follow the records.
-    let store_err = |reason: String| RunError::Store {
-        path: settings.store.display().to_string(),
-        reason,
-    };
-    let store: Arc<dyn store::UsageStore> = Arc::new(
-        store::sqlite::SqliteStore::open(&settings.store, Default::default())
-            .map_err(|e| store_err(e.to_string()))?,
-    );
-    preload_budgets(&gateway, store.as_ref());
-    let metrics = Arc::new(metrics::Metrics::default());
+    // Usage records: a store fed by a writer thread; metrics follow the records.
+    let store = open_store(&settings, &gateway).await?;
+    let metrics = Arc::clone(&gateway.metrics);
     let sink =
         store::RecordSink::start(Arc::clone(&store), Arc::clone(&metrics), Default::default())
-            .map_err(|e| store_err(e.to_string()))?;
+            .map_err(|e| store_error(&settings, e.to_string()))?;
     gateway.set_records(sink.clone());
     if settings.admin_listen != "off" {
         serve_admin(&settings, &gateway, store, metrics).await?;
@@ -145,6 +139,98 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         "stopped"
     );
     Ok(())
+}
+
+/// The usage store the settings name and, with PostgreSQL or Redis, the budgets and limits
+/// shared with other replicas. Everything is connected and migrated before anything listens.
+async fn open_store(
+    settings: &Settings,
+    gw: &Arc<Gateway>,
+) -> Result<Arc<dyn store::UsageStore>, RunError> {
+    let err = |reason: String| store_error(settings, reason);
+    let mut shared = shared::SharedState {
+        postgres: None,
+        redis: None,
+        failure: settings.shared_state_failure,
+    };
+    if let Some(url) = &settings.redis {
+        let counters = shared::redis::RequestCounters::connect(url)
+            .await
+            .map_err(|e| RunError::Store {
+                path: "redis".into(),
+                reason: e,
+            })?;
+        shared.redis = Some(counters);
+    }
+    let store: Arc<dyn store::UsageStore> = match settings.postgres_url() {
+        Some(url) => {
+            let url_owned = url.to_string();
+            let pg = tokio::task::spawn_blocking(move || {
+                store::postgres::PostgresStore::open(&url_owned)
+            })
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.to_string()))?;
+            let name = format!("{}:{}", hostname(), std::process::id());
+            let expiry = Duration::from_millis(settings.hold_expiry_ms.max(100));
+            let counters = shared::postgres::Counters::connect(url, &name, expiry)
+                .await
+                .map_err(err)?;
+            counters.spawn_heartbeat();
+            shared.postgres = Some(counters);
+            Arc::new(pg)
+        }
+        None => {
+            let sqlite = store::sqlite::SqliteStore::open(&settings.store, Default::default())
+                .map_err(|e| err(e.to_string()))?;
+            // One replica: spend already recorded this window counts against its budgets.
+            preload_budgets(gw, &sqlite);
+            Arc::new(sqlite)
+        }
+    };
+    if shared.postgres.is_none() && settings.redis.is_none() {
+        return Ok(store);
+    }
+    if shared.redis.is_none()
+        && gw
+            .config
+            .rate_limits
+            .iter()
+            .any(|r| r.limits.iter().any(|(k, _)| !k.counts_tokens()))
+    {
+        tracing::warn!("request-rate limits count per replica: give --redis to share them");
+    }
+    gw.set_shared(shared);
+    Ok(store)
+}
+
+fn store_error(settings: &Settings, reason: String) -> RunError {
+    RunError::Store {
+        // A URL's password never reaches a log.
+        path: match settings.postgres_url() {
+            Some(url) => redact_url(url),
+            None => settings.store.display().to_string(),
+        },
+        reason,
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user@host/db`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    let user = userinfo.split(':').next().unwrap_or_default();
+    format!("{scheme}://{user}@{host}")
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "replica".into())
 }
 
 /// Spend already recorded in each agent's current budget window counts against it.

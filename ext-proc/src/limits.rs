@@ -7,8 +7,9 @@
 //! - Request limits count the call. Token limits reserve an upper bound (the body's bytes,
 //!   at least one per token, plus the output cap) and settle the actual total when the call
 //!   ends; an upstream error releases the hold, a call without reported usage keeps it.
-//! - Counters are per sidecar (per replica): one machine's limits. Shared counters across
-//!   replicas need a shared store (not yet).
+//! - These counters are per sidecar (per replica): one machine's limits. With a shared
+//!   store ([`crate::shared`]) request counters live in Redis and token counters in
+//!   PostgreSQL instead; [`RateLimiter::matching`] says which counters a call takes.
 
 use crate::auth::{Method, Principal};
 use aigw_core::config::{LimitKey, LimitKind, RateLimit};
@@ -75,6 +76,72 @@ pub struct Refusal {
     /// The state of the limits at refusal, for the headers.
     pub requests: Option<Room>,
     pub tokens: Option<Room>,
+}
+
+/// One counter of a rule that applies to a call.
+#[derive(Debug, Clone)]
+pub struct Match<'r, 'c> {
+    pub rule: &'r RateLimit,
+    index: usize,
+    pub kind: LimitKind,
+    pub limit: u64,
+    /// The caller's key under the rule's `per`; empty when shared.
+    pub who: &'c str,
+    /// The fixed window's number (Unix seconds / window length) and start.
+    pub window: u64,
+    pub window_start_s: i64,
+    pub reset_ms: u64,
+    /// 1 for request limits; the call's token bound for token limits.
+    pub amount: u64,
+}
+
+impl Match<'_, '_> {
+    /// The counter's name in a shared store: rule, kind, caller.
+    pub fn shared_key(&self) -> String {
+        format!(
+            "limit:{}:{}:{}",
+            self.rule.name,
+            self.kind.field(),
+            self.who
+        )
+    }
+
+    /// The room left once `used` is counted.
+    pub fn room(&self, used: u64) -> Room {
+        Room {
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(used),
+            reset_ms: self.reset_ms,
+        }
+    }
+
+    /// This counter refused, `used` of its limit taken; `requests`/`tokens`: the rooms of the
+    /// counters checked before it.
+    pub fn refusal(
+        &self,
+        used: u64,
+        mut requests: Option<Room>,
+        mut tokens: Option<Room>,
+    ) -> Refusal {
+        let room = self.room(used);
+        tighter(
+            if self.kind.counts_tokens() {
+                &mut tokens
+            } else {
+                &mut requests
+            },
+            room,
+        );
+        Refusal {
+            rule: self.rule.name.clone(),
+            kind: self.kind,
+            limit: self.limit,
+            per: self.rule.per,
+            reset_ms: self.reset_ms,
+            requests,
+            tokens,
+        }
+    }
 }
 
 /// The holds of one admitted call; settle the tokens at the end.
@@ -161,75 +228,81 @@ impl RateLimiter {
 
     /// Takes the call's share of every matching counter, or none of them.
     pub fn admit(&self, call: &Call<'_>) -> Result<Holds, Box<Refusal>> {
+        self.admit_where(call, |_| true)
+    }
+
+    /// [`admit`](Self::admit) for the limit kinds `local` selects (the others are counted
+    /// in a shared store, [`crate::shared`]).
+    pub fn admit_where(
+        &self,
+        call: &Call<'_>,
+        local: impl Fn(LimitKind) -> bool,
+    ) -> Result<Holds, Box<Refusal>> {
         let mut holds = Holds::default();
         let mut requests_taken: Vec<(Arc<Counter>, u32)> = Vec::new();
-        let now_s = call.now_ms.max(0) as u64;
-        let now_s = now_s / 1000;
-        let tokens = u32::try_from(call.max_tokens.max(1)).unwrap_or(u32::MAX);
-        for (i, rule) in self.rules.iter().enumerate() {
-            let Some(who) = applies(rule, call) else {
-                continue;
-            };
-            for &(kind, limit) in &rule.limits {
-                let secs = kind.window_secs();
-                let window = (now_s / secs) as u32;
-                let reset_ms =
-                    ((now_s / secs + 1) * secs * 1000).saturating_sub(call.now_ms as u64);
-                let amount = if kind.counts_tokens() { tokens } else { 1 };
-                let counter = self.counter(CounterKey {
-                    rule: i,
-                    kind,
-                    who: who.to_string(),
-                });
-                match counter.take(window, amount, limit) {
-                    Ok(used) => {
-                        let room = Room {
-                            limit,
-                            remaining: limit.saturating_sub(u64::from(used)),
-                            reset_ms,
-                        };
-                        if kind.counts_tokens() {
-                            holds.tokens.push((counter, window, amount));
-                            tighter(&mut holds.tokens_room, room);
-                        } else {
-                            requests_taken.push((counter, window));
-                            tighter(&mut holds.requests_room, room);
-                        }
+        for m in self.matching(call).filter(|m| local(m.kind)) {
+            let window = m.window as u32;
+            let amount = u32::try_from(m.amount).unwrap_or(u32::MAX);
+            let counter = self.counter(CounterKey {
+                rule: m.index,
+                kind: m.kind,
+                who: m.who.to_string(),
+            });
+            match counter.take(window, amount, m.limit) {
+                Ok(used) => {
+                    let room = m.room(u64::from(used));
+                    if m.kind.counts_tokens() {
+                        holds.tokens.push((counter, window, amount));
+                        tighter(&mut holds.tokens_room, room);
+                    } else {
+                        requests_taken.push((counter, window));
+                        tighter(&mut holds.requests_room, room);
                     }
-                    Err(used) => {
-                        let room = Room {
-                            limit,
-                            remaining: limit.saturating_sub(u64::from(used)),
-                            reset_ms,
-                        };
-                        let (mut requests, mut tokens) = (holds.requests_room, holds.tokens_room);
-                        tighter(
-                            if kind.counts_tokens() {
-                                &mut tokens
-                            } else {
-                                &mut requests
-                            },
-                            room,
-                        );
-                        // All or nothing: give back what this call took so far.
-                        for (c, w) in requests_taken {
-                            c.adjust(w, 1, 0);
-                        }
-                        holds.settle(0);
-                        return Err(Box::new(Refusal {
-                            rule: rule.name.clone(),
-                            kind,
-                            limit,
-                            per: rule.per,
-                            reset_ms,
-                            requests,
-                            tokens,
-                        }));
+                }
+                Err(used) => {
+                    let refusal =
+                        m.refusal(u64::from(used), holds.requests_room, holds.tokens_room);
+                    // All or nothing: give back what this call took so far.
+                    for (c, w) in requests_taken {
+                        c.adjust(w, 1, 0);
                     }
+                    holds.settle(0);
+                    return Err(Box::new(refusal));
                 }
             }
         }
         Ok(holds)
+    }
+
+    /// Every counter of every rule that applies to `call`, with the call's amount on it.
+    pub fn matching<'s, 'c>(&'s self, call: &'c Call<'c>) -> impl Iterator<Item = Match<'s, 'c>> {
+        let now_s = call.now_ms.max(0) as u64 / 1000;
+        let tokens = call.max_tokens.clamp(1, u64::from(u32::MAX));
+        self.rules
+            .iter()
+            .enumerate()
+            .flat_map(move |(index, rule)| {
+                let who = applies(rule, call);
+                rule.limits
+                    .iter()
+                    .filter(move |_| who.is_some())
+                    .map(move |&(kind, limit)| {
+                        let secs = kind.window_secs();
+                        let window = now_s / secs;
+                        Match {
+                            rule,
+                            index,
+                            kind,
+                            limit,
+                            who: who.unwrap_or_default(),
+                            window,
+                            window_start_s: (window * secs) as i64,
+                            reset_ms: ((window + 1) * secs * 1000)
+                                .saturating_sub(call.now_ms.max(0) as u64),
+                            amount: if kind.counts_tokens() { tokens } else { 1 },
+                        }
+                    })
+            })
     }
 
     fn counter(&self, key: CounterKey) -> Arc<Counter> {
@@ -269,7 +342,8 @@ fn applies<'a>(rule: &RateLimit, call: &Call<'a>) -> Option<&'a str> {
     })
 }
 
-fn tighter(slot: &mut Option<Room>, room: Room) {
+/// Keeps the room with the least remaining.
+pub fn tighter(slot: &mut Option<Room>, room: Room) {
     if slot.is_none_or(|r| room.remaining < r.remaining) {
         *slot = Some(room);
     }

@@ -19,6 +19,7 @@
 //! | `aigw_records_dropped_total` | counter | none |
 //! | `aigw_store_write_errors_total` | counter | none |
 //! | `aigw_store_pending_records` | gauge | none |
+//! | `aigw_shared_state_errors_total` | counter | none |
 //!
 //! - `gen_ai_provider_name`: the provider's configured name.
 //! - `gen_ai_request_model`: the requested model, else the answered one, else `unknown`;
@@ -63,6 +64,7 @@ pub struct Metrics {
     records_dropped: AtomicU64,
     store_write_errors: AtomicU64,
     store_pending: AtomicU64,
+    shared_state_errors: AtomicU64,
     models_per_provider: usize,
     series: Mutex<Series>,
 }
@@ -146,6 +148,7 @@ impl Metrics {
             records_dropped: AtomicU64::new(0),
             store_write_errors: AtomicU64::new(0),
             store_pending: AtomicU64::new(0),
+            shared_state_errors: AtomicU64::new(0),
             models_per_provider,
             series: Mutex::new(Series::default()),
         }
@@ -204,6 +207,11 @@ impl Metrics {
         self.store_write_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A budget or limit decision PostgreSQL or Redis did not answer. Lock-free.
+    pub fn shared_state_failed(&self) {
+        self.shared_state_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records the writer holds, received but not yet committed.
     pub fn set_store_pending(&self, records: usize) {
         self.store_pending.store(records as u64, Ordering::Relaxed);
@@ -234,6 +242,12 @@ impl Metrics {
                 "gauge",
                 "Usage records received by the store's writer and not yet committed.",
                 self.store_pending.load(Ordering::Relaxed),
+            ),
+            (
+                "aigw_shared_state_errors_total",
+                "counter",
+                "Budget and rate-limit decisions PostgreSQL or Redis did not answer.",
+                self.shared_state_errors.load(Ordering::Relaxed),
             ),
         ] {
             header(&mut out, name, kind, help);

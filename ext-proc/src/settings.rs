@@ -1,7 +1,7 @@
 //! Command-line flags (each also readable from an `AIGW_*` environment variable).
 
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -43,9 +43,30 @@ pub struct Settings {
     )]
     pub admin_token_secret: String,
 
-    /// The SQLite file usage records are written to.
+    /// Where usage records go: a SQLite file, or a `postgres://` URL. PostgreSQL also holds
+    /// the budgets and token limits every replica shares.
     #[arg(long, env = "AIGW_STORE", default_value = "aigw-usage.db")]
     pub store: PathBuf,
+
+    /// Redis (`redis://host:port`) for request-rate limits shared by every replica. Without
+    /// it they count per replica.
+    #[arg(long, env = "AIGW_REDIS")]
+    pub redis: Option<String>,
+
+    /// What a call gets when PostgreSQL or Redis cannot check its budget or limits: `closed`
+    /// refuses it (503 `shared_state_unavailable`), `open` forwards it unchecked.
+    #[arg(
+        long,
+        env = "AIGW_SHARED_STATE_FAILURE",
+        value_enum,
+        default_value = "closed"
+    )]
+    pub shared_state_failure: crate::shared::FailureMode,
+
+    /// A replica silent this long (no heartbeat into PostgreSQL) is dead: the others give
+    /// back its budget and token holds.
+    #[arg(long, env = "AIGW_HOLD_EXPIRY_MS", default_value_t = 30_000)]
+    pub hold_expiry_ms: u64,
 
     /// Envoy's gateway listener, where the unified endpoint sends its native calls
     /// (`/llm/v1/providers/<name>/...`). Plain HTTP on loopback is the usual choice.
@@ -55,4 +76,17 @@ pub struct Settings {
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "AIGW_WORKERS")]
     pub workers: Option<usize>,
+}
+
+impl Settings {
+    /// The store setting as a PostgreSQL URL, if it is one.
+    pub fn postgres_url(&self) -> Option<&str> {
+        postgres_url(&self.store)
+    }
+}
+
+fn postgres_url(store: &Path) -> Option<&str> {
+    store
+        .to_str()
+        .filter(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
 }

@@ -1,11 +1,14 @@
 //! Where usage records go. The request path only ever calls [`RecordSink::submit`], which
 //! never blocks and never fails a request: a bounded queue feeds a writer thread that commits
-//! in small batches. Backends live in `store/<backend>.rs` (SQLite now; PostgreSQL next).
+//! in small batches. Backends live in `store/<backend>.rs`: SQLite (the embedded default)
+//! and PostgreSQL (shared by many replicas).
 //!
 //! # Layout
 //! - [`UsageStore`]: what a backend does: insert a batch, answer the admin queries. Every
 //!   aggregate is computed by the database; Rust only reshapes the aggregated rows.
 //! - [`sqlite`]: the default backend, an embedded file in WAL mode, migrated at open.
+//! - [`postgres`]: a PostgreSQL database, for many replicas: versioned migrations under an
+//!   advisory lock at open, reconnects after the server restarts.
 //! - [`sink`]: [`RecordSink`], the bounded queue and its writer thread (batching, retry
 //!   with backoff while the store is down, drain at shutdown). It also feeds
 //!   [`crate::metrics::Metrics`], so the request path takes no lock.
@@ -26,6 +29,7 @@
 //! ```
 
 pub mod csv;
+pub mod postgres;
 pub mod sink;
 pub mod sqlite;
 pub mod time;
@@ -68,6 +72,10 @@ pub trait UsageStore: Send + Sync + 'static {
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The display adds the server's message (or the I/O cause) to the driver's own, which
+    /// alone is only `db error`. Never the connection URL or its password.
+    #[error("postgres: {}", postgres::describe(.0))]
+    Postgres(#[from] ::postgres::Error),
     #[error("cannot create the store's directory {path}: {source}")]
     CreateDir {
         path: String,

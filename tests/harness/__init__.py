@@ -26,3 +26,12 @@ from .gateway import (  # noqa: F401
     wait_sidecar_ready,
 )
 from .procs import Managed, StartupError, free_port, port_open, stop_all  # noqa: F401
+from .services import (  # noqa: F401
+    PostgresServer,
+    RedisServer,
+    ServiceUnavailable,
+    live_services,
+    postgres_bin_dir,
+    redis_binary,
+    stop_all_services,
+)

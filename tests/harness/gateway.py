@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import secrets as _secrets
+import signal
 import socket
 import sys
 import time
@@ -209,6 +210,10 @@ class Gateway:
     `sidecar_args`/`sidecar_env` are added to the sidecar's command line / environment (which
     has no `AWS_*` variables of the test process; see `sidecar_environment`).
     `tls_listener` (a `TLSFiles`): also listen with TLS (`tls_port`, `https_url()`).
+    `store`: the sidecar's `--store` (a SQLite path or a `postgres://` URL shared by replicas)
+    instead of `<workdir>/usage.db`; `redis`: its `--redis` URL (shared request-rate counters).
+    Both go first into `sidecar_args`, so `restart_sidecar` keeps them.
+    `kill()` crashes the replica: SIGKILL to Envoy and the sidecar, no drain.
     """
 
     def __init__(
@@ -229,6 +234,8 @@ class Gateway:
         envoy_log_level: str = "warn",
         start_timeout: float = 30.0,
         fast_path: bool = True,
+        store: str | Path | None = None,
+        redis: str | None = None,
     ):
         self.name = name
         self.workdir = Path(workdir)
@@ -246,7 +253,10 @@ class Gateway:
         self.with_sidecar = sidecar
         self.sidecar_port = sidecar_port
         self.patch = patch
-        self.sidecar_args = list(sidecar_args or [])
+        self.store = str(store) if store is not None else None
+        self.redis = redis
+        shared = (["--store", self.store] if self.store is not None else []) + (["--redis", redis] if redis else [])
+        self.sidecar_args = shared + list(sidecar_args or [])
         self.sidecar_env = dict(sidecar_env or {})
         self.tls_listener = tls_listener
         self.tls_port: int | None = None
@@ -359,6 +369,18 @@ class Gateway:
         if self in _live:
             _live.remove(self)
 
+    def kill(self) -> None:
+        """A crash: SIGKILL to Envoy and the sidecar at once (no drain, no final writes), then
+        reaps both. The gateway stays listed (its logs go into failure reports) until `stop()`."""
+        procs = [p for p in (self.envoy, self.sidecar) if p is not None and p.alive()]
+        for p in procs:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            p.wait_exit(5.0)
+
     def __enter__(self) -> "Gateway":
         return self.start()
 
@@ -446,12 +468,18 @@ class Gateway:
 
 def start_sidecar(config: Path, port: int, secrets_dir: Path, log_dir: Path, *, name: str = "sidecar",
                   extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                  admin_port: int | None = None) -> Managed:
-    """The sidecar, with its usage store in `log_dir` and its admin API on `admin_port`
-    (off when None)."""
+                  admin_port: int | None = None, store: str | Path | None = None) -> Managed:
+    """The sidecar, with its usage store in `log_dir` (or `store`: a path or `postgres://` URL)
+    and its admin API on `admin_port` (off when None). A `--store` in `extra_args` replaces the
+    default (the sidecar refuses a repeated flag)."""
     admin = f"127.0.0.1:{admin_port}" if admin_port else "off"
+    extra = [str(a) for a in (extra_args or [])]
+    own_store = any(a == "--store" or a.startswith("--store=") for a in extra)
+    if store is None:
+        store = None if own_store else log_dir / "usage.db"
+    store_args = ["--store", store] if store is not None else []
     argv = [SIDECAR, "--config", config, "--listen", f"127.0.0.1:{port}", "--secrets-dir", secrets_dir,
-            "--store", log_dir / "usage.db", "--admin-listen", admin, *(extra_args or [])]
+            *store_args, "--admin-listen", admin, *extra]
     e = sidecar_environment() if env is None else dict(env)
     e.setdefault("RUST_BACKTRACE", "1")
     e.setdefault("NO_COLOR", "1")

@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Told when a record is committed.
+type Ack = tokio::sync::oneshot::Sender<()>;
+
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
     /// Records waiting for the writer; when full, `submit` drops.
@@ -94,7 +97,8 @@ struct Worker {
 }
 
 enum Message {
-    Record(Box<UsageRecord>),
+    /// With a sender when the submitter waits for the commit.
+    Record(Box<UsageRecord>, Option<Ack>),
     /// Wakes an idle writer so it sees the shutdown at once.
     Wake,
 }
@@ -138,6 +142,8 @@ impl RecordSink {
             backoff: config.retry_min,
             config,
             pending: VecDeque::new(),
+            acks: VecDeque::new(),
+            urgent: false,
             oldest_at: None,
             retry_at: None,
             failures: 0,
@@ -164,12 +170,32 @@ impl RecordSink {
     /// Queues the record for the writer. Never blocks: when the queue is full (or the sink
     /// has shut down) the record is dropped and counted.
     pub fn submit(&self, record: UsageRecord) {
-        match self.inner.tx.try_send(Message::Record(Box::new(record))) {
+        self.send(record, None);
+    }
+
+    /// [`submit`](Self::submit), and a receiver that fires once the record is committed
+    /// (it is written at once, without waiting for a batch to fill). `None`: dropped.
+    pub fn submit_committed(
+        &self,
+        record: UsageRecord,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(record, Some(tx)).then_some(rx)
+    }
+
+    fn send(&self, record: UsageRecord, ack: Option<Ack>) -> bool {
+        match self
+            .inner
+            .tx
+            .try_send(Message::Record(Box::new(record), ack))
+        {
             Ok(()) => {
                 self.inner.shared.accepted.fetch_add(1, Ordering::Relaxed);
+                true
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.inner.metrics.record_dropped();
+                false
             }
         }
     }
@@ -237,6 +263,10 @@ struct Writer {
     config: SinkConfig,
     /// Received, not yet committed, oldest first.
     pending: VecDeque<UsageRecord>,
+    /// The waiting submitters of `pending`'s records, in the same order.
+    acks: VecDeque<Option<Ack>>,
+    /// A pending record's submitter waits: write without waiting for the batch window.
+    urgent: bool,
     /// When the oldest pending record arrived: its batch closes `batch_window` later.
     oldest_at: Option<Instant>,
     /// Set after a failed commit: no attempt before then.
@@ -291,7 +321,7 @@ impl Writer {
         let until = |at: Instant| at.saturating_duration_since(now);
         let wait = if let Some(retry_at) = self.retry_at {
             until(retry_at)
-        } else if closing || self.pending.len() >= self.config.batch_max {
+        } else if closing || self.urgent || self.pending.len() >= self.config.batch_max {
             Duration::ZERO
         } else if let Some(oldest) = self.oldest_at {
             until(oldest + self.config.batch_window)
@@ -333,7 +363,11 @@ impl Writer {
         };
         loop {
             match next {
-                Ok(Message::Record(record)) => received.push(*record),
+                Ok(Message::Record(record, ack)) => {
+                    self.urgent |= ack.is_some();
+                    received.push(*record);
+                    self.acks.push_back(ack);
+                }
                 Ok(Message::Wake) => {}
                 Err(RecvTimeoutError::Timeout) => {
                     self.queue_empty = true;
@@ -364,6 +398,7 @@ impl Writer {
             return false;
         }
         closing
+            || self.urgent
             || self.pending.len() >= self.config.batch_max
             || self
                 .oldest_at
@@ -381,6 +416,10 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.pending.drain(..n);
+                for ack in self.acks.drain(..n).flatten() {
+                    let _ = ack.send(());
+                }
+                self.urgent = self.acks.iter().any(Option::is_some);
                 self.shared.committed.fetch_add(n as u64, Ordering::Relaxed);
                 if self.failures > 0 {
                     tracing::info!(
@@ -423,8 +462,9 @@ impl Writer {
     fn give_up(&mut self) {
         let mut lost = self.pending.len() as u64;
         self.pending.clear();
+        self.acks.clear();
         while let Ok(message) = self.rx.try_recv() {
-            if let Message::Record(_) = message {
+            if let Message::Record(..) = message {
                 lost += 1;
             }
         }

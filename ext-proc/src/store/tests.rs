@@ -180,6 +180,11 @@ impl UsageStore for FakeStore {
 #[test]
 fn a_record_is_committed_within_100ms() {
     let (_dir, store) = temp_store();
+    commits_within_100ms(store);
+}
+
+/// Shared with the other backends' tests.
+pub(crate) fn commits_within_100ms(store: Arc<dyn UsageStore>) {
     let sink = RecordSink::start(store.clone(), Arc::default(), SinkConfig::default()).unwrap();
     // The first commit also prepares the statement; time the ones after it.
     sink.submit(record(JAN_31, "openai", "gpt-4o"));
@@ -202,8 +207,13 @@ fn a_record_is_committed_within_100ms() {
 #[test]
 fn shutdown_drains_every_record_in_flight() {
     let (_dir, sqlite) = temp_store();
+    shutdown_drains(sqlite);
+}
+
+/// Shared with the other backends' tests.
+pub(crate) fn shutdown_drains(sqlite: Arc<dyn UsageStore>) {
     // A slow store and a long batch window: most records are still queued at shutdown.
-    struct Slow(Arc<SqliteStore>);
+    struct Slow(Arc<dyn UsageStore>);
     impl UsageStore for Slow {
         fn backend(&self) -> &'static str {
             "slow"
