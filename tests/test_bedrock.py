@@ -605,7 +605,8 @@ def test_assume_role_refreshes_before_expiry(make_gateway, bedrock, sts, keys, a
     calls = sts.count("AssumeRole")
     assert statuses == [200] * len(statuses), \
         f"{statuses}; STS calls {calls}; mock answers {[str(r) for r in bedrock.requests if not r.verified]}"
-    # Refreshed ahead of expiry (a quarter of the lifetime before it): about every 2.25 s.
+    # Refreshed ahead of expiry (a quarter of the lifetime, at least the 1 s expiry margin,
+    # before it): about every 2 s (the mock issues whole-second expirations).
     assert 3 <= calls <= 6, f"STS was called {calls} times in 6.5 s with 3 s credentials ({len(statuses)} requests)"
     used = {r.verification.access_key for r in bedrock.requests}
     assert len(used) >= 3, "requests did not move on to the refreshed credentials"

@@ -253,12 +253,10 @@ pub async fn admit(gw: &Gateway, ask: &Ask<'_>) -> Result<Admitted, Refused> {
                     });
                 }
                 Err(e) => {
-                    unavailable(gw, &e, &mut admitted).inspect_err(|_| {
-                        if let Some(r) = redis {
-                            let (r, c) = (r.clone(), counted.clone());
-                            tokio::spawn(async move { r.give_back(&c).await });
-                        }
-                    })?;
+                    if let Err(refused) = unavailable(gw, &e, &mut admitted) {
+                        admitted.release_now(redis, &counted);
+                        return Err(refused);
+                    }
                 }
             }
         }

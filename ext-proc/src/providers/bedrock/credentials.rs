@@ -127,12 +127,19 @@ impl CredentialCache {
             .unwrap_or_else(|_| Err(CredentialsError::provider_timed_out(REQUEST_WAIT)))
     }
 
-    /// Fetches new credentials, unless another caller just did (or `force`).
-    async fn refresh(&self, force: bool) -> Result<Credentials, CredentialsError> {
+    /// Fetches new credentials unless the current ones are still good: not expired, or (for
+    /// the scheduled refresh) not yet at their refresh time. So a request that refreshed
+    /// just before the schedule does not get a second fetch right after it.
+    async fn refresh(&self, scheduled: bool) -> Result<Credentials, CredentialsError> {
         let _one_at_a_time = self.refreshing.lock().await;
         let now = SystemTime::now();
         if let Some(c) = self.current.load().as_ref() {
-            if !force && !is_expired(&c.creds, now) {
+            let good = if scheduled {
+                now < c.refresh_at
+            } else {
+                !is_expired(&c.creds, now)
+            };
+            if good {
                 return Ok(c.creds.clone());
             }
         }
@@ -178,13 +185,14 @@ fn is_expired(c: &Credentials, now: SystemTime) -> bool {
 }
 
 /// When to refresh: `REFRESH_MARGIN` before expiry, or a quarter of the lifetime before it
-/// for credentials that live shorter than that.
+/// for credentials that live shorter than that; never later than they count as expired
+/// (`EXPIRY_MARGIN`), so requests do not wait for the refresh.
 fn refresh_time(c: &Credentials, now: SystemTime) -> SystemTime {
     match c.expiry() {
         None => now + MAX_REFRESH_INTERVAL,
         Some(exp) => {
             let life = exp.duration_since(now).unwrap_or(Duration::ZERO);
-            let margin = REFRESH_MARGIN.min(life / 4);
+            let margin = REFRESH_MARGIN.min(life / 4).max(EXPIRY_MARGIN).min(life);
             exp - margin
         }
     }
@@ -274,6 +282,12 @@ mod tests {
         assert_eq!(refresh_time(&hour, now), now + Duration::from_secs(3300));
         let short = Credentials::new("a", "s", None, Some(now + Duration::from_secs(40)), "t");
         assert_eq!(refresh_time(&short, now), now + Duration::from_secs(30));
+        let brief = Credentials::new("a", "s", None, Some(now + Duration::from_secs(3)), "t");
+        assert_eq!(
+            refresh_time(&brief, now),
+            now + Duration::from_secs(2),
+            "not inside the margin"
+        );
         let never = Credentials::new("a", "s", None, None, "t");
         assert_eq!(refresh_time(&never, now), now + MAX_REFRESH_INTERVAL);
         assert!(is_expired(&short, now + Duration::from_secs(40)));
