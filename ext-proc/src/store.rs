@@ -150,6 +150,17 @@ impl GroupBy {
         }
     }
 
+    /// The record column a series groups by; `None` for token types (one point per column).
+    pub(crate) const fn column(self) -> Option<&'static str> {
+        match self {
+            Self::Provider => Some("provider"),
+            Self::Model => Some("model"),
+            Self::User => Some("user_id"),
+            Self::Agent => Some("agent_id"),
+            Self::TokenType => None,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "provider" => Self::Provider,
@@ -185,6 +196,17 @@ impl TokenType {
         Self::CacheWrite30m,
         Self::CacheWrite12h,
         Self::Output,
+    ];
+
+    /// The record's column of each of [`Self::ALL`].
+    pub(crate) const COLUMNS: [&'static str; 7] = [
+        "input_tokens",
+        "cache_read_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+        "cache_write_30m_tokens",
+        "cache_write_12h_tokens",
+        "output_tokens",
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -313,6 +335,44 @@ pub struct ProviderSummary {
     pub totals: UsageTotals,
     /// One point per day of the window, oldest first, zero-filled.
     pub daily: Vec<DailyUsage>,
+}
+
+impl ProviderSummary {
+    /// Summaries from `(provider, day, totals)` rows ordered by provider: each provider gets
+    /// its window's totals and one point per day from `first_day`, zero-filled.
+    pub(crate) fn from_daily_rows<E>(
+        first_day: UtcDay,
+        days: i64,
+        rows: impl IntoIterator<Item = Result<(String, UtcDay, UsageTotals), E>>,
+    ) -> Result<Vec<Self>, E> {
+        let mut summaries: Vec<ProviderSummary> = Vec::new();
+        for row in rows {
+            let (provider, day, totals) = row?;
+            if summaries.last().is_none_or(|s| s.provider != provider) {
+                summaries.push(ProviderSummary {
+                    provider,
+                    totals: UsageTotals::default(),
+                    daily: (0..days)
+                        .map(|i| DailyUsage {
+                            day: first_day.plus(i),
+                            totals: UsageTotals::default(),
+                        })
+                        .collect(),
+                });
+            }
+            let Some(summary) = summaries.last_mut() else {
+                continue;
+            };
+            summary.totals.add(&totals);
+            if let Some(point) = usize::try_from(day.0 - first_day.0)
+                .ok()
+                .and_then(|i| summary.daily.get_mut(i))
+            {
+                point.totals = totals;
+            }
+        }
+        Ok(summaries)
+    }
 }
 
 impl Serialize for UtcDay {

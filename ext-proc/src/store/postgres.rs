@@ -23,8 +23,8 @@
 
 use super::time::{UtcDay, MS_PER_DAY};
 use super::{
-    from_sql_int, to_sql_int, DailyUsage, GroupBy, ProviderSummary, SeriesFilter, SeriesPoint,
-    SeriesQuery, StoreError, TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
+    from_sql_int, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint, SeriesQuery, StoreError,
+    TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
 };
 use crate::record::{Outcome, UsageRecord};
 use crate::usage::Usage;
@@ -575,46 +575,24 @@ impl UsageStore for PostgresStore {
         );
         let (from_ms, to_ms) = (first_day.start_ms(), last_day.plus(1).start_ms());
         let rows = self.read(|s| s.query(&sql, &[&from_ms, &to_ms]))?;
-        let mut summaries: Vec<ProviderSummary> = Vec::new();
-        for row in rows {
-            let provider: String = row.try_get(0)?;
-            let day = UtcDay(row.try_get(1)?);
-            let totals = totals_from_row(&row, 2)?;
-            if summaries.last().is_none_or(|s| s.provider != provider) {
-                summaries.push(ProviderSummary {
-                    provider,
-                    totals: UsageTotals::default(),
-                    daily: (0..days)
-                        .map(|i| DailyUsage {
-                            day: first_day.plus(i),
-                            totals: UsageTotals::default(),
-                        })
-                        .collect(),
-                });
-            }
-            let Some(summary) = summaries.last_mut() else {
-                continue;
-            };
-            summary.totals.add(&totals);
-            if let Some(point) = usize::try_from(day.0 - first_day.0)
-                .ok()
-                .and_then(|i| summary.daily.get_mut(i))
-            {
-                point.totals = totals;
-            }
-        }
-        Ok(summaries)
+        ProviderSummary::from_daily_rows(
+            first_day,
+            days,
+            rows.iter().map(|row| -> Result<_, StoreError> {
+                Ok((
+                    row.try_get(0)?,
+                    UtcDay(row.try_get(1)?),
+                    totals_from_row(row, 2)?,
+                ))
+            }),
+        )
     }
 
     fn usage_series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, StoreError> {
         let bucket_ms = query.granularity.bucket_ms();
         let filter = Filter::new(&query.range, &query.filter);
-        let key_column = match query.group_by {
-            GroupBy::Provider => "provider",
-            GroupBy::Model => "model",
-            GroupBy::User => "user_id",
-            GroupBy::Agent => "agent_id",
-            GroupBy::TokenType => return self.token_type_series(bucket_ms, &filter),
+        let Some(key_column) = query.group_by.column() else {
+            return self.token_type_series(bucket_ms, &filter);
         };
         let sql = format!(
             "SELECT (time_ms / {bucket_ms}) * {bucket_ms} AS bucket, {key_column} AS key,
@@ -662,17 +640,8 @@ impl PostgresStore {
         bucket_ms: i64,
         filter: &Filter<'_>,
     ) -> Result<Vec<SeriesPoint>, StoreError> {
-        const COLUMNS: [&str; 7] = [
-            "input_tokens",
-            "cache_read_tokens",
-            "cache_write_5m_tokens",
-            "cache_write_1h_tokens",
-            "cache_write_30m_tokens",
-            "cache_write_12h_tokens",
-            "output_tokens",
-        ];
         let mut sums = String::new();
-        for c in COLUMNS {
+        for c in TokenType::COLUMNS {
             let _ = write!(
                 sums,
                 ", LEAST(SUM({c}), 9223372036854775807)::BIGINT, COUNT(*) FILTER (WHERE {c} > 0)"

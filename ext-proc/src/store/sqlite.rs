@@ -10,8 +10,8 @@
 
 use super::time::{UtcDay, MS_PER_DAY};
 use super::{
-    from_sql_int, to_sql_int, DailyUsage, GroupBy, ProviderSummary, SeriesFilter, SeriesPoint,
-    SeriesQuery, StoreError, TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
+    from_sql_int, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint, SeriesQuery, StoreError,
+    TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
 };
 use crate::record::{Outcome, UsageRecord};
 use crate::usage::Usage;
@@ -246,45 +246,15 @@ impl UsageStore for SqliteStore {
                 ))
             },
         )?;
-        let mut summaries: Vec<ProviderSummary> = Vec::new();
-        for row in rows {
-            let (provider, day, totals) = row?;
-            if summaries.last().is_none_or(|s| s.provider != provider) {
-                summaries.push(ProviderSummary {
-                    provider,
-                    totals: UsageTotals::default(),
-                    daily: (0..days)
-                        .map(|i| DailyUsage {
-                            day: first_day.plus(i),
-                            totals: UsageTotals::default(),
-                        })
-                        .collect(),
-                });
-            }
-            let Some(summary) = summaries.last_mut() else {
-                continue;
-            };
-            summary.totals.add(&totals);
-            if let Some(point) = usize::try_from(day.0 - first_day.0)
-                .ok()
-                .and_then(|i| summary.daily.get_mut(i))
-            {
-                point.totals = totals;
-            }
-        }
-        Ok(summaries)
+        ProviderSummary::from_daily_rows(first_day, days, rows.map(|r| r.map_err(StoreError::from)))
     }
 
     fn usage_series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, StoreError> {
         let bucket_ms = query.granularity.bucket_ms();
         let (conditions, args) = filter_sql(&query.range, &query.filter);
         let conn = self.read_conn();
-        let key_column = match query.group_by {
-            GroupBy::Provider => "provider",
-            GroupBy::Model => "model",
-            GroupBy::User => "user_id",
-            GroupBy::Agent => "agent_id",
-            GroupBy::TokenType => return token_type_series(&conn, bucket_ms, &conditions, &args),
+        let Some(key_column) = query.group_by.column() else {
+            return token_type_series(&conn, bucket_ms, &conditions, &args);
         };
         let sql = format!(
             "SELECT (time_ms / {bucket_ms}) * {bucket_ms} AS bucket, {key_column} AS key,
@@ -350,16 +320,7 @@ fn token_type_series(
     conditions: &str,
     args: &[&dyn ToSql],
 ) -> Result<Vec<SeriesPoint>, StoreError> {
-    const COLUMNS: [&str; 7] = [
-        "input_tokens",
-        "cache_read_tokens",
-        "cache_write_5m_tokens",
-        "cache_write_1h_tokens",
-        "cache_write_30m_tokens",
-        "cache_write_12h_tokens",
-        "output_tokens",
-    ];
-    let sums: Vec<String> = COLUMNS
+    let sums: Vec<String> = TokenType::COLUMNS
         .iter()
         .map(|c| format!("SUM({c}), SUM({c} > 0)"))
         .collect();

@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::store::sqlite::SqliteStore;
 use crate::store::tests::{record, unpriced, JAN_31};
 use crate::store::time::MS_PER_HOUR;
-use crate::store::{Granularity, RecordSink, SinkConfig};
+use crate::store::{Granularity, GroupBy, RecordSink, SinkConfig};
 use std::net::TcpListener;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;

@@ -1,7 +1,7 @@
 use super::*;
 use crate::store::tests::{record, unpriced, JAN_31};
 use crate::store::time::MS_PER_HOUR;
-use crate::store::Granularity;
+use crate::store::{Granularity, GroupBy};
 
 const DAY: i64 = MS_PER_DAY;
 
