@@ -43,6 +43,27 @@ def live_services() -> list["PostgresServer | RedisServer"]:
     return list(_live)
 
 
+def _start(server):
+    """`server._start_on(port)` on its port, or on a free one (a picked port may be taken
+    meanwhile: then another, up to three)."""
+    assert server.proc is None or not server.proc.alive(), "already running"
+    if server not in _live:
+        _live.append(server)
+    fixed = server.port is not None
+    last: Exception | None = None
+    for _ in range(1 if fixed else 3):
+        port = server.port if fixed else free_port()
+        try:
+            server._start_on(port)
+            server.port = port
+            return server
+        except StartupError as e:
+            last = e
+            if fixed or "in use" not in str(e).lower():
+                raise
+    raise last  # type: ignore[misc]
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -124,22 +145,7 @@ class PostgresServer:
     def start(self) -> "PostgresServer":
         """Starts the server (again: on the same port and data dir) and waits until it
         accepts connections."""
-        assert self.proc is None or not self.proc.alive(), "already running"
-        if self not in _live:
-            _live.append(self)
-        fixed = self.port is not None
-        last: Exception | None = None
-        for _ in range(1 if fixed else 3):  # a picked port may be taken meanwhile: pick another
-            port = self.port if fixed else free_port()
-            try:
-                self._start_on(port)
-                self.port = port
-                return self
-            except StartupError as e:
-                last = e
-                if fixed or "already in use" not in str(e):
-                    raise
-        raise last  # type: ignore[misc]
+        return _start(self)
 
     def _start_on(self, port: int) -> None:
         argv = [str(self.bin / "postgres"), "-D", str(self.data_dir), "-p", str(port), "-k", str(self.data_dir),
@@ -283,22 +289,8 @@ class RedisServer:
         self._starts = 0
 
     def start(self) -> "RedisServer":
-        assert self.proc is None or not self.proc.alive(), "already running"
-        if self not in _live:
-            _live.append(self)
-        fixed = self.port is not None
-        last: Exception | None = None
-        for _ in range(1 if fixed else 3):
-            port = self.port if fixed else free_port()
-            try:
-                self._start_on(port)
-                self.port = port
-                return self
-            except StartupError as e:
-                last = e
-                if fixed or "in use" not in str(e).lower():
-                    raise
-        raise last  # type: ignore[misc]
+        """Starts the server (again: on the same port) and waits until it answers PING."""
+        return _start(self)
 
     def _start_on(self, port: int) -> None:
         argv = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
