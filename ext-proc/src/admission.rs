@@ -339,7 +339,12 @@ impl Admitted {
 fn unavailable(gw: &Gateway, e: &Unavailable, admitted: &mut Admitted) -> Result<(), Refused> {
     let mode = gw.shared().map_or(FailureMode::Closed, |s| s.failure);
     gw.metrics.shared_state_failed();
-    tracing::warn!(error = %e, ?mode, "shared budgets and limits unavailable");
+    // At most one line a second: an outage must not flood the log (the metric counts all).
+    static LAST_WARNED_S: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now_s = crate::store::time::now_ms() / 1000;
+    if LAST_WARNED_S.swap(now_s, std::sync::atomic::Ordering::Relaxed) != now_s {
+        tracing::warn!(error = %e, ?mode, "shared budgets and limits unavailable");
+    }
     if mode == FailureMode::Open {
         return Ok(());
     }
