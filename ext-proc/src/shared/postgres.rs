@@ -25,8 +25,9 @@ const CONNECTIONS: usize = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Settles waiting for the database at most; past that they are dropped (and logged).
 const MAX_PENDING_SETTLES: usize = 100_000;
-/// Token-limit windows older than this are deleted (budget windows are kept as history).
-const LIMIT_WINDOW_RETENTION_S: i64 = 2 * 86_400;
+/// Token-limit windows and given-back holds older than this are deleted (budget windows are
+/// kept as history).
+const RETENTION_S: i64 = 2 * 86_400;
 
 /// One counter a call wants to hold on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,18 +320,34 @@ impl Counters {
             );
         }
         if tidy {
-            let before = crate::store::time::now_ms() / 1000 - LIMIT_WINDOW_RETENTION_S;
-            self.inner
-                .call(|c| async move {
-                    c.client
-                        .execute(
-                            "DELETE FROM aigw_counters WHERE key LIKE 'limit:%' \
-                             AND window_start < $1 AND reserved = 0",
-                            &[&before],
-                        )
-                        .await
-                })
-                .await?;
+            self.tidy().await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes token-limit windows and given-back holds older than the retention, in small
+    /// batches: each statement is quick, so calls pipelined behind it on the connection do
+    /// not wait for a long scan.
+    async fn tidy(&self) -> Result<(), Unavailable> {
+        const BATCH: u64 = 1000;
+        const STATEMENTS: [&str; 2] = [
+            "DELETE FROM aigw_counters WHERE (key, window_start) IN (SELECT key, window_start \
+             FROM aigw_counters WHERE window_start < $1 AND key LIKE 'limit:%' AND reserved = 0 \
+             LIMIT 1000)",
+            "DELETE FROM aigw_holds WHERE (hold, key) IN (SELECT hold, key FROM aigw_holds \
+             WHERE expired_ms < $1::BIGINT * 1000 LIMIT 1000)",
+        ];
+        let before = crate::store::time::now_ms() / 1000 - RETENTION_S;
+        for sql in STATEMENTS {
+            loop {
+                let deleted = self
+                    .inner
+                    .call(|c| async move { c.client.execute(sql, &[&before]).await })
+                    .await?;
+                if deleted < BATCH {
+                    break;
+                }
+            }
         }
         Ok(())
     }

@@ -202,3 +202,34 @@ async fn broken_connections_are_replaced() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_settle_that_is_retried_counts_once() {
+    let url = fresh_database().await;
+    let (dead, alive) = (replica(&url, 300).await, replica(&url, 300).await);
+    let hold = |c: Counters, key: &'static str| async move {
+        match c.reserve(&[want(key, 30, 100)]).await.unwrap() {
+            Reserved::Admitted { hold, .. } => hold,
+            Reserved::Refused { .. } => panic!("refused"),
+        }
+    };
+    // A live hold: the first settle committed but its answer was lost, so it runs again.
+    let live = hold(alive.clone(), "budget:live").await;
+    alive.try_settle(&live, &[7]).await.unwrap();
+    alive.try_settle(&live, &[7]).await.unwrap();
+    let settled = CounterState {
+        used: 7,
+        reserved: 0,
+    };
+    assert_eq!(state(&alive, "budget:live").await, settled);
+    // A hold given back while its replica was silent, then settled twice.
+    let late = hold(dead.clone(), "budget:late").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    alive.heartbeat(false).await.unwrap();
+    assert_eq!(state(&alive, "budget:late").await.reserved, 0, "expired");
+    dead.try_settle(&late, &[7]).await.unwrap();
+    dead.try_settle(&late, &[7]).await.unwrap();
+    assert_eq!(state(&alive, "budget:late").await, settled);
+    // The tidy-up's statements run against this schema (their parameter types included).
+    alive.tidy().await.expect("tidy");
+}

@@ -14,6 +14,8 @@ CREATE TABLE aigw_counters (
     reserved     BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (key, window_start)
 );
+-- The tidy-up finds old token-limit windows by start.
+CREATE INDEX aigw_counters_window ON aigw_counters (window_start);
 
 CREATE TABLE aigw_replicas (
     id         BIGSERIAL PRIMARY KEY,
@@ -24,16 +26,20 @@ CREATE TABLE aigw_replicas (
 
 CREATE SEQUENCE aigw_hold_ids;
 
--- What each call in flight holds, so a dead replica's holds can be given back.
+-- What each call in flight holds, so a dead replica's holds can be given back. A hold given
+-- back that way keeps its row (`expired_ms` set) until a late settle or the tidy-up: so a
+-- settle counts the actual amount exactly once, also when it is retried.
 CREATE TABLE aigw_holds (
     hold         BIGINT NOT NULL,
     key          TEXT   NOT NULL,
     window_start BIGINT NOT NULL,
     amount       BIGINT NOT NULL,
     replica      BIGINT NOT NULL,
+    expired_ms   BIGINT,
     PRIMARY KEY (hold, key)
 );
 CREATE INDEX aigw_holds_replica ON aigw_holds (replica);
+CREATE INDEX aigw_holds_expired ON aigw_holds (expired_ms) WHERE expired_ms IS NOT NULL;
 
 -- Holds `amounts[i]` on every counter `keys[i]` in `windows[i]` whose used + reserved stays
 -- within `caps[i]`, all or none: one row per counter with its state after (admitted), or one
@@ -80,18 +86,24 @@ BEGIN
     END;
 END $$;
 
--- Replaces the hold on each counter by the actual amount (0 gives it back). A hold that was
--- already expired (its replica was thought dead) is gone: the actual amount still counts.
+-- Replaces the hold on each counter by the actual amount (0 gives it back). A hold already
+-- given back (its replica was thought dead) counts only the actual amount; a hold already
+-- settled (a retry whose first try did commit) counts nothing.
 CREATE FUNCTION aigw_settle(p_hold BIGINT, p_keys TEXT[], p_windows BIGINT[], p_actuals BIGINT[])
 RETURNS VOID LANGUAGE plpgsql AS $$
 DECLARE
     a BIGINT;
+    gone BIGINT;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
-        DELETE FROM aigw_holds WHERE hold = p_hold AND key = p_keys[i] RETURNING amount INTO a;
-        UPDATE aigw_counters
-        SET used = used + p_actuals[i], reserved = reserved - coalesce(a, 0)
-        WHERE key = p_keys[i] AND window_start = p_windows[i];
+        DELETE FROM aigw_holds WHERE hold = p_hold AND key = p_keys[i]
+        RETURNING amount, expired_ms INTO a, gone;
+        IF FOUND THEN
+            UPDATE aigw_counters
+            SET used = used + p_actuals[i],
+                reserved = reserved - CASE WHEN gone IS NULL THEN a ELSE 0 END
+            WHERE key = p_keys[i] AND window_start = p_windows[i];
+        END IF;
     END LOOP;
 END $$;
 
@@ -106,8 +118,9 @@ BEGIN
     DELETE FROM aigw_replicas WHERE seen_ms < cutoff;
     FOR g IN
         WITH gone AS (
-            DELETE FROM aigw_holds h
-            WHERE NOT EXISTS (SELECT 1 FROM aigw_replicas r WHERE r.id = h.replica)
+            UPDATE aigw_holds h SET expired_ms = aigw_now_ms()
+            WHERE h.expired_ms IS NULL
+              AND NOT EXISTS (SELECT 1 FROM aigw_replicas r WHERE r.id = h.replica)
             RETURNING h.key, h.window_start, h.amount
         )
         SELECT key, window_start, sum(amount)::BIGINT AS amount, count(*) AS holds
