@@ -120,3 +120,113 @@ impl RequestCounters {
 fn key(c: &Counter) -> String {
     format!("aigw:{{aigw}}:{}:{}", c.name, c.window)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A throwaway `redis-server` on a Unix socket in a temp dir, killed on drop.
+    struct Server {
+        child: Child,
+        dir: tempfile::TempDir,
+    }
+
+    impl Server {
+        fn start() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let sock = dir.path().join("redis.sock");
+            let child = Command::new("redis-server")
+                .args(["--port", "0", "--save", "", "--appendonly", "no"])
+                .arg("--unixsocket")
+                .arg(&sock)
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server (make deps installs it)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !sock.exists() {
+                assert!(Instant::now() < deadline, "redis-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Self { child, dir }
+        }
+
+        fn url(&self) -> String {
+            format!(
+                "redis+unix://{}",
+                self.dir.path().join("redis.sock").display()
+            )
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn counter(name: &str, limit: u64) -> Counter {
+        Counter {
+            name: name.into(),
+            window: 7,
+            limit,
+            ttl_ms: 60_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_on_every_counter_or_on_none() {
+        let server = Server::start();
+        let redis = RequestCounters::connect(&server.url()).await.unwrap();
+        let (wide, narrow) = (counter("wide", 10), counter("narrow", 2));
+        let both = [wide.clone(), narrow.clone()];
+        assert_eq!(redis.take(&both).await.unwrap(), Taken::Counted(vec![1, 1]));
+        assert_eq!(redis.take(&both).await.unwrap(), Taken::Counted(vec![2, 2]));
+        // `narrow` is full: refused, and `wide` not counted either.
+        assert_eq!(
+            redis.take(&both).await.unwrap(),
+            Taken::Refused { index: 1, used: 2 }
+        );
+        assert_eq!(
+            redis.take(std::slice::from_ref(&wide)).await.unwrap(),
+            Taken::Counted(vec![3])
+        );
+        // A count given back makes room again.
+        redis.give_back(std::slice::from_ref(&narrow)).await;
+        assert_eq!(redis.take(&both).await.unwrap(), Taken::Counted(vec![4, 2]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_takes_never_pass_the_limit() {
+        let server = Server::start();
+        let redis = RequestCounters::connect(&server.url()).await.unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let r = redis.clone();
+                tokio::spawn(async move { r.take(&[counter("burst", 10)]).await.unwrap() })
+            })
+            .collect();
+        let mut counted = 0;
+        for t in tasks {
+            if let Taken::Counted(_) = t.await.unwrap() {
+                counted += 1;
+            }
+        }
+        assert_eq!(counted, 10);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_gone_is_unavailable_in_time() {
+        let server = Server::start();
+        let redis = RequestCounters::connect(&server.url()).await.unwrap();
+        drop(server);
+        let t0 = Instant::now();
+        let e = redis.take(&[counter("x", 1)]).await.unwrap_err();
+        assert_eq!(e.backend, "redis");
+        assert!(t0.elapsed() < DECISION_TIMEOUT * 3, "{:?}", t0.elapsed());
+    }
+}
