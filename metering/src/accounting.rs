@@ -160,7 +160,10 @@ impl Accounting {
             Some(u) => (u, true),
             None => (usage::Usage::default(), false),
         };
-        let outcome = if client_gone {
+        // A client that closes right after the provider's end marker (the OpenAI SDK closes
+        // at `[DONE]`, before the body's last empty chunk) got the whole answer.
+        let ended = extracted.as_ref().is_some_and(|e| e.complete);
+        let outcome = if client_gone && !ended {
             Outcome::ClientDisconnected
         } else if self.status == 0 || self.status >= 400 || self.upstream_broke {
             Outcome::UpstreamError
@@ -200,5 +203,37 @@ impl Accounting {
             conversation_id: self.conversation_id.take(),
             outcome,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat_stream(body: &[u8], client_gone: bool) -> Outcome {
+        let mut a = Accounting::new(RequestInfo {
+            request_id: "r",
+            provider: "openai",
+            kind: ProviderKind::Openai,
+            method: "POST",
+            path: "/v1/chat/completions",
+            principal: Principal::default(),
+            conversation_id: None,
+        });
+        a.on_response_headers(200, |name| {
+            (name == "content-type").then(|| "text/event-stream".to_string())
+        });
+        a.on_response_body(body);
+        a.finish(client_gone).outcome
+    }
+
+    const CHUNK: &[u8] = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+
+    #[test]
+    fn a_client_gone_after_the_end_marker_got_the_whole_answer() {
+        let whole = [CHUNK, b"data: [DONE]\n\n"].concat();
+        assert_eq!(chat_stream(&whole, true), Outcome::Complete);
+        assert_eq!(chat_stream(&whole, false), Outcome::Complete);
+        assert_eq!(chat_stream(CHUNK, true), Outcome::ClientDisconnected);
     }
 }
