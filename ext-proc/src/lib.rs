@@ -215,12 +215,15 @@ fn store_error(settings: &Settings, reason: String) -> RunError {
     }
 }
 
-/// `postgres://user:secret@host/db` as `postgres://user@host/db`.
+/// `postgres://user:secret@host/db?password=x` as `postgres://user@host/db`: the password
+/// and the query (libpq takes a `password` parameter there too) are left out.
 fn redact_url(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(u, _)| u);
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
+    // The host part starts after the last `@` (a password may contain one).
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
         return url.to_string();
     };
     let user = userinfo.split(':').next().unwrap_or_default();
@@ -340,4 +343,21 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_urls_lose_their_passwords() {
+        use super::redact_url;
+        assert_eq!(
+            redact_url("postgres://aigw:s3cr@t@db:5432/aigw"),
+            "postgres://aigw@db:5432/aigw"
+        );
+        assert_eq!(
+            redact_url("postgresql://db/aigw?user=a&password=s3cret"),
+            "postgresql://db/aigw"
+        );
+        assert_eq!(redact_url("postgres://db/aigw"), "postgres://db/aigw");
+    }
 }
