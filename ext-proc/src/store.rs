@@ -381,6 +381,21 @@ impl Serialize for UtcDay {
     }
 }
 
+/// The columns every backend reads a record from, in the order of its `record_from_row`.
+pub(crate) const RECORD_COLUMNS: &str =
+    "time_ms, request_id, provider, provider_type, model_requested,
+    model_answered, principal, user_id, agent_id, api_path, status, streamed,
+    input_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+    cache_write_30m_tokens, cache_write_12h_tokens, output_tokens, reasoning_tokens,
+    usage_reported, provider_total_tokens, service_tier, cost_nanousd, unpriced_reason,
+    latency_ms, ttfb_ms, conversation_id, outcome";
+
+/// A stored `provider_type` as the record's `&'static str`: the kinds this build knows,
+/// else `unknown`.
+pub(crate) fn stored_provider_type(s: &str) -> &'static str {
+    aigw_core::ProviderKind::parse(s).map_or("unknown", aigw_core::ProviderKind::as_str)
+}
+
 /// Saturating conversions between the record's unsigned counts and SQL's signed integers.
 pub(crate) fn to_sql_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

@@ -12,7 +12,8 @@ use std::borrow::Cow;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// The response was read to its end.
+    /// The response was read to its end, or to the provider's end marker (the client may
+    /// have closed right after it).
     Complete,
     /// The client went away before the response ended; the usage is what was seen.
     ClientDisconnected,
@@ -27,6 +28,17 @@ impl Outcome {
             Self::ClientDisconnected => "client_disconnected",
             Self::UpstreamError => "upstream_error",
         }
+    }
+
+    /// The outcome [`as_str`](Self::as_str) names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Complete,
+            Self::ClientDisconnected,
+            Self::UpstreamError,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 }
 

@@ -23,14 +23,14 @@
 
 use super::time::{UtcDay, MS_PER_DAY};
 use super::{
-    from_sql_int, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint, SeriesQuery, StoreError,
-    TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
+    from_sql_int, stored_provider_type, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint,
+    SeriesQuery, StoreError, TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
+    RECORD_COLUMNS,
 };
 use crate::record::{Outcome, UsageRecord};
 use crate::usage::Usage;
 use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, NoTls, Row, Statement};
-use aigw_core::ProviderKind;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -375,14 +375,6 @@ fn insert_sql() -> &'static str {
         )
     })
 }
-
-/// Columns of [`record_from_row`], in its order.
-const RECORD_COLUMNS: &str = "time_ms, request_id, provider, provider_type, model_requested,
-    model_answered, principal, user_id, agent_id, api_path, status, streamed,
-    input_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-    cache_write_30m_tokens, cache_write_12h_tokens, output_tokens, reasoning_tokens,
-    usage_reported, provider_total_tokens, service_tier, cost_nanousd, unpriced_reason,
-    latency_ms, ttfb_ms, conversation_id, outcome";
 
 /// Sums of [`totals_from_row`], in its order. `SUM(bigint)` is numeric: the sums are
 /// exact, then saturate to BIGINT.
@@ -736,21 +728,14 @@ fn record_from_row(row: &Row) -> Result<UsageRecord, StoreError> {
     let status = u16::try_from(status)
         .map_err(|_| StoreError::Corrupt(format!("status {status} is not an HTTP status")))?;
     let outcome: String = row.try_get(28)?;
-    let outcome = match outcome.as_str() {
-        "complete" => Outcome::Complete,
-        "client_disconnected" => Outcome::ClientDisconnected,
-        "upstream_error" => Outcome::UpstreamError,
-        other => return Err(StoreError::Corrupt(format!("unknown outcome `{other}`"))),
-    };
+    let outcome = Outcome::parse(&outcome)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown outcome `{outcome}`")))?;
     let model_answered: Option<String> = row.try_get(5)?;
     Ok(UsageRecord {
         time_ms: row.try_get(0)?,
         request_id: row.try_get(1)?,
         provider: row.try_get(2)?,
-        // The record holds a `&'static str`: the kinds this build knows, else `unknown`.
-        provider_type: ProviderKind::parse(&provider_type)
-            .map_or("unknown", ProviderKind::as_str)
-            .into(),
+        provider_type: stored_provider_type(&provider_type).into(),
         model_requested: row.try_get(4)?,
         model_answered: model_answered.clone(),
         principal: row.try_get(6)?,

@@ -10,12 +10,12 @@
 
 use super::time::{UtcDay, MS_PER_DAY};
 use super::{
-    from_sql_int, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint, SeriesQuery, StoreError,
-    TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
+    from_sql_int, stored_provider_type, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint,
+    SeriesQuery, StoreError, TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
+    RECORD_COLUMNS,
 };
 use crate::record::{Outcome, UsageRecord};
 use crate::usage::Usage;
-use aigw_core::ProviderKind;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, Row, ToSql, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -152,14 +152,6 @@ const INSERT: &str = "INSERT INTO usage_records (
     latency_ms, ttfb_ms, conversation_id, outcome
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
-
-/// Columns of [`record_from_row`], in its order.
-const RECORD_COLUMNS: &str = "time_ms, request_id, provider, provider_type, model_requested,
-    model_answered, principal, user_id, agent_id, api_path, status, streamed,
-    input_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
-    cache_write_30m_tokens, cache_write_12h_tokens, output_tokens, reasoning_tokens,
-    usage_reported, provider_total_tokens, service_tier, cost_nanousd, unpriced_reason,
-    latency_ms, ttfb_ms, conversation_id, outcome";
 
 /// Sums of [`totals_from_row`], in its order.
 const TOTALS: &str = "COUNT(*), SUM(cost_nanousd IS NULL), COALESCE(SUM(cost_nanousd), 0),
@@ -378,27 +370,19 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
     };
     let provider_type: String = row.get(3)?;
     let outcome: String = row.get(28)?;
-    let outcome = match outcome.as_str() {
-        "complete" => Outcome::Complete,
-        "client_disconnected" => Outcome::ClientDisconnected,
-        "upstream_error" => Outcome::UpstreamError,
-        other => {
-            return Err(rusqlite::Error::FromSqlConversionFailure(
-                28,
-                Type::Text,
-                format!("unknown outcome `{other}`").into(),
-            ))
-        }
-    };
+    let outcome = Outcome::parse(&outcome).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            28,
+            Type::Text,
+            format!("unknown outcome `{outcome}`").into(),
+        )
+    })?;
     let model_answered: Option<String> = row.get(5)?;
     Ok(UsageRecord {
         time_ms: row.get(0)?,
         request_id: row.get(1)?,
         provider: row.get(2)?,
-        // The record holds a `&'static str`: the kinds this build knows, else `unknown`.
-        provider_type: ProviderKind::parse(&provider_type)
-            .map_or("unknown", ProviderKind::as_str)
-            .into(),
+        provider_type: stored_provider_type(&provider_type).into(),
         model_requested: row.get(4)?,
         model_answered: model_answered.clone(),
         principal: row.get(6)?,
