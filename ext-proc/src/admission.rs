@@ -134,11 +134,15 @@ pub async fn admit(gw: &Gateway, ask: &Ask<'_>) -> Result<Admitted, Refused> {
         admitted.tokens_room = holds.tokens_room;
         admitted.local_limits = Some(holds);
     }
-    let matches: Vec<limits::Match<'_, '_>> = gw
-        .limits
-        .matching(&call)
-        .filter(|m| is_shared(m.kind))
-        .collect();
+    // The counters kept in PostgreSQL or Redis (none on one replica: no second pass).
+    let matches: Vec<limits::Match<'_, '_>> = if pg.is_some() || redis.is_some() {
+        gw.limits
+            .matching(&call)
+            .filter(|m| is_shared(m.kind))
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     // Request counters in Redis.
     let mut counted: Vec<shared_redis::Counter> = Vec::new();
