@@ -12,6 +12,8 @@
 //!   only holds what the snapshot lists, and drops it when a poll goes unanswered (1 s
 //!   timeout) or it is older than [`STALE_AFTER_MS`]; every call then goes through the
 //!   sidecar again, which fails closed. Revocations reach the filter within one poll.
+//!   It carries the sidecar's live gateway config too: the filter's provider table follows
+//!   a reloaded config within one poll.
 //! - [`RECORDS_PATH`] (POST): the usage records of fast-path calls, one JSON line each,
 //!   batched every [`FLUSH_INTERVAL_MS`]. The sidecar prices and stores them like its own.
 
@@ -40,6 +42,11 @@ pub struct Snapshot {
     pub version: String,
     pub keys: Vec<FastKey>,
     pub providers: Vec<FastProvider>,
+    /// The sidecar's live plugin configuration (JSON): the filter routes by it, so a
+    /// config reloaded by the sidecar reaches the filter with the next poll. Empty from a
+    /// sidecar that predates it: the filter keeps its own.
+    #[serde(default)]
+    pub config: String,
 }
 
 /// A gateway API key the fast path accepts.

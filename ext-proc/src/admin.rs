@@ -8,6 +8,8 @@
 //! | `GET /api/v1/usage/series?from=&to=&granularity=&group_by=&provider=&model=&user=&agent=` | admin | JSON series |
 //! | `GET /api/v1/usage/series.csv?…` | admin | the same points as CSV |
 //! | `GET /api/v1/usage/records.csv?from=&to=&limit=` | admin | raw records as CSV |
+//! | `GET /api/v1/budgets` | admin | every agent's budget now ([`budgets`]) |
+//! | `GET /api/v1/config` | admin | the live config's version, reloads, the last refusal ([`config`]) |
 //! | `GET /`, `GET /api/v1/providers`, `POST /api/v1/providers/{name}/test` | see [`dashboard`] | the operator dashboard |
 //!
 //! Times are RFC 3339 or `YYYY-MM-DD` (UTC midnight); ranges are `[from, to)`, `to`
@@ -23,6 +25,7 @@
 mod api;
 pub mod auth;
 pub mod budgets;
+pub mod config;
 pub mod dashboard;
 mod error;
 mod query;

@@ -10,7 +10,7 @@
 
 use crate::auth::Principal;
 use crate::budgets::{self, Decision, Reservation};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Live};
 use crate::limits::{self, Holds, Refusal, Room};
 use crate::shared::postgres::{CounterState, Reserved, SharedHold, Want};
 use crate::shared::{redis as shared_redis, FailureMode, Unavailable};
@@ -104,7 +104,7 @@ impl Used {
 }
 
 /// Holds the call's share of every limit and its budget, or refuses it.
-pub async fn admit(gw: &Gateway, ask: &Ask<'_>) -> Result<Admitted, Refused> {
+pub async fn admit(gw: &Gateway, live: &Live, ask: &Ask<'_>) -> Result<Admitted, Refused> {
     let shared = gw.shared();
     let pg = shared.and_then(|s| s.postgres.as_ref());
     let redis = shared.and_then(|s| s.redis.as_ref());
@@ -125,8 +125,8 @@ pub async fn admit(gw: &Gateway, ask: &Ask<'_>) -> Result<Admitted, Refused> {
             redis.is_some()
         }
     };
-    if !gw.limits.is_empty() {
-        let holds = gw
+    if !live.limits.is_empty() {
+        let holds = live
             .limits
             .admit_where(&call, |k| !is_shared(k))
             .map_err(|r| rate_limited(&r))?;
@@ -136,7 +136,7 @@ pub async fn admit(gw: &Gateway, ask: &Ask<'_>) -> Result<Admitted, Refused> {
     }
     // The counters kept in PostgreSQL or Redis (none on one replica: no second pass).
     let matches: Vec<limits::Match<'_, '_>> = if pg.is_some() || redis.is_some() {
-        gw.limits
+        live.limits
             .matching(&call)
             .filter(|m| is_shared(m.kind))
             .collect()
@@ -182,11 +182,11 @@ pub async fn admit(gw: &Gateway, ask: &Ask<'_>) -> Result<Admitted, Refused> {
         .agent
         .as_deref()
         .unwrap_or(&ask.principal.subject);
-    let budget = gw.budgets.config().for_agent(agent).copied();
+    let budget = live.budgets.config().for_agent(agent).copied();
     let estimate = match budget {
         None => None,
         Some(_) => Some(
-            gw.estimate(
+            live.estimate(
                 ask.provider,
                 ask.kind,
                 ask.model,
@@ -269,7 +269,7 @@ pub async fn admit(gw: &Gateway, ask: &Ask<'_>) -> Result<Admitted, Refused> {
 
     // The budget on this replica.
     if let (Some(b), Some(est)) = (budget, estimate) {
-        match gw.budgets.reserve(agent, est, now_s) {
+        match live.budgets.reserve(agent, est, now_s) {
             Decision::Unlimited => {}
             Decision::Reserved(r) => admitted.local_budget = Some(r),
             Decision::Refused(e) => {

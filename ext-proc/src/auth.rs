@@ -7,7 +7,7 @@ pub mod access;
 pub mod api_key;
 pub mod oidc;
 
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Live};
 use aigw_core::handoff::Route;
 use aigw_core::{ErrorKind, GatewayError};
 use std::sync::{Arc, OnceLock};
@@ -66,22 +66,24 @@ impl Principal {
 /// Authenticates `credential` (as the filter handed it over) for `route`.
 pub async fn authenticate(
     gw: &Gateway,
+    live: &Live,
     route: &Route<'_>,
     credential: &str,
 ) -> Result<Arc<Principal>, GatewayError> {
     if credential.is_empty() && route.gateway_token_optional {
         return Ok(Principal::anonymous());
     }
-    authenticate_token(gw, credential).await
+    authenticate_token(gw, live, credential).await
 }
 
 /// Authenticates a gateway token: an OpenID access token or a gateway API key.
 pub async fn authenticate_token(
     gw: &Gateway,
+    live: &Live,
     credential: &str,
 ) -> Result<Arc<Principal>, GatewayError> {
-    if oidc::looks_like_jwt(credential) && !gw.oidc.is_empty() {
-        return gw.oidc.verify(credential).await;
+    if oidc::looks_like_jwt(credential) && !live.oidc.is_empty() {
+        return live.oidc.verify(credential).await;
     }
     gw.api_keys
         .load()

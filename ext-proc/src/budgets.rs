@@ -17,7 +17,15 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub struct Budgets {
     config: BudgetsConfig,
-    windows: ArcSwap<HashMap<String, Arc<WindowState>>>,
+    /// The counters, shared with the `Budgets` of the configs before and after a reload.
+    windows: Arc<Windows>,
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    /// Each agent's current window of each kind (daily, weekly, monthly): a config reload
+    /// may change an agent's window, and calls still under the old config keep theirs.
+    by_agent: ArcSwap<HashMap<String, [Option<Arc<WindowState>>; 3]>>,
     /// Taken only to add an agent's window (first request of an agent in a window).
     grow: Mutex<()>,
 }
@@ -25,7 +33,7 @@ pub struct Budgets {
 #[derive(Debug)]
 pub struct WindowState {
     agent: String,
-    budget: Budget,
+    kind: BudgetWindow,
     start_s: i64,
     end_s: i64,
     /// spent + reserved, the figure reservations are checked against.
@@ -38,6 +46,8 @@ pub struct WindowState {
 #[derive(Debug)]
 pub struct Reservation {
     window: Arc<WindowState>,
+    /// The budget the hold was taken under.
+    budget: Budget,
     amount: u64,
     open: bool,
 }
@@ -73,24 +83,111 @@ pub struct Status {
     pub warn_at_percent: Option<u8>,
 }
 
+fn slot(kind: BudgetWindow) -> usize {
+    match kind {
+        BudgetWindow::Daily => 0,
+        BudgetWindow::Weekly => 1,
+        BudgetWindow::Monthly => 2,
+    }
+}
+
 impl Budgets {
     pub fn new(config: BudgetsConfig) -> Self {
         Self {
             config,
-            windows: ArcSwap::from_pointee(HashMap::new()),
-            grow: Mutex::new(()),
+            windows: Default::default(),
         }
+    }
+
+    /// The same counters under a new config (a reload). New caps apply to what was spent
+    /// so far. An agent whose window kind changed, or who had no budget, starts its new
+    /// window empty: [`preload`](Self::preload) it with the spend recorded in that window.
+    pub fn reconfigured(&self, config: BudgetsConfig) -> Self {
+        {
+            let _g = self.windows.grow.lock().unwrap_or_else(|p| p.into_inner());
+            let mut next = HashMap::clone(&self.windows.by_agent.load());
+            for (agent, slots) in next.iter_mut() {
+                if let Some(b) = config.for_agent(agent) {
+                    if self.window_changes(agent, &config) {
+                        slots[slot(b.window)] = None;
+                    }
+                }
+            }
+            self.windows.by_agent.store(Arc::new(next));
+        }
+        Self {
+            config,
+            windows: Arc::clone(&self.windows),
+        }
+    }
+
+    /// Whether `agent`'s budget window is another one (or a new one) under `next`.
+    pub fn window_changes(&self, agent: &str, next: &BudgetsConfig) -> bool {
+        let kind = |c: &BudgetsConfig| c.for_agent(agent).map(|b| b.window);
+        kind(next).is_some() && kind(&self.config) != kind(next)
     }
 
     pub fn config(&self) -> &BudgetsConfig {
         &self.config
     }
 
-    /// Counts spend already recorded in the current window (from the store, at start).
+    /// Counts spend already recorded in the current window (from the store: at start, and
+    /// for windows a reload opened).
     pub fn preload(&self, agent: &str, spent_nanousd: u64, now_s: i64) {
-        if let Some(w) = self.window(agent, now_s) {
+        if let Some((w, _)) = self.window(agent, now_s) {
             w.spent.fetch_add(spent_nanousd, Ordering::Relaxed);
             w.committed.fetch_add(spent_nanousd, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts the spend the store recorded in each current window, for the agents `only`
+    /// selects (all at start; after a reload, those whose window changed).
+    pub fn preload_recorded(
+        &self,
+        store: &dyn crate::store::UsageStore,
+        only: impl Fn(&str) -> bool,
+    ) {
+        use crate::store::{Granularity, GroupBy, SeriesQuery, TimeRange};
+        let now_s = crate::store::time::now_ms() / 1000;
+        let b = &self.config;
+        for window in [
+            BudgetWindow::Daily,
+            BudgetWindow::Weekly,
+            BudgetWindow::Monthly,
+        ] {
+            let uses = b.default.is_some_and(|d| d.window == window)
+                || b.agents.values().any(|a| a.window == window);
+            if !uses {
+                continue;
+            }
+            let (start_s, _) = window_bounds(window, now_s);
+            let q = SeriesQuery {
+                range: TimeRange {
+                    from_ms: start_s * 1000,
+                    to_ms: (now_s + 1) * 1000,
+                },
+                granularity: Granularity::Day,
+                group_by: GroupBy::Agent,
+                filter: Default::default(),
+            };
+            let points = match store.usage_series(&q) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recorded spend could not be read; budgets start from zero");
+                    return;
+                }
+            };
+            let mut spent: HashMap<String, u64> = HashMap::new();
+            for p in points {
+                if let (Some(agent), Some(c)) = (p.key, p.cost_nanousd) {
+                    *spent.entry(agent).or_default() += c;
+                }
+            }
+            for (agent, nanousd) in spent {
+                if b.for_agent(&agent).is_some_and(|x| x.window == window) && only(&agent) {
+                    self.preload(&agent, nanousd, now_s);
+                }
+            }
         }
     }
 
@@ -103,19 +200,19 @@ impl Budgets {
 
     /// Reserves `estimate` nano-USD of `agent`'s budget.
     pub fn reserve(&self, agent: &str, estimate: u64, now_s: i64) -> Decision {
-        let Some(w) = self.window(agent, now_s) else {
+        let Some((w, budget)) = self.window(agent, now_s) else {
             return Decision::Unlimited;
         };
         let estimate = estimate.max(1);
         let mut cur = w.committed.load(Ordering::Acquire);
         loop {
             let next = cur.saturating_add(estimate);
-            if next > w.budget.cap_nanousd {
+            if next > budget.cap_nanousd {
                 return Decision::Refused(Exceeded {
                     agent: w.agent.clone(),
-                    cap_nanousd: w.budget.cap_nanousd,
+                    cap_nanousd: budget.cap_nanousd,
                     committed_nanousd: cur,
-                    window: w.budget.window,
+                    window: budget.window,
                     resets_at_s: w.end_s,
                 });
             }
@@ -130,67 +227,82 @@ impl Budgets {
         w.reserved.fetch_add(estimate, Ordering::Relaxed);
         Decision::Reserved(Reservation {
             window: w,
+            budget,
             amount: estimate,
             open: true,
         })
     }
 
-    /// Every agent with a window open now.
+    /// Every agent with a budget and its window open now.
     pub fn status(&self, now_s: i64) -> Vec<Status> {
         let mut out: Vec<Status> = self
             .windows
+            .by_agent
             .load()
-            .values()
-            .filter(|w| w.end_s > now_s)
-            .map(|w| w.status())
+            .iter()
+            .filter_map(|(agent, slots)| {
+                let b = self.config.for_agent(agent)?;
+                let w = slots[slot(b.window)].as_ref()?;
+                (w.end_s > now_s).then(|| w.status(b))
+            })
             .collect();
         out.sort_by(|a, b| a.agent.cmp(&b.agent));
         out
     }
 
-    /// The agent's current window, created on first use and replaced when it has ended.
-    fn window(&self, agent: &str, now_s: i64) -> Option<Arc<WindowState>> {
+    /// The agent's budget and current window, created on first use and replaced when it
+    /// has ended.
+    fn window(&self, agent: &str, now_s: i64) -> Option<(Arc<WindowState>, Budget)> {
         let budget = *self.config.for_agent(agent)?;
-        if let Some(w) = self.windows.load().get(agent) {
-            if now_s < w.end_s && now_s >= w.start_s {
-                return Some(Arc::clone(w));
+        let i = slot(budget.window);
+        let current = |w: &Arc<WindowState>| now_s < w.end_s && now_s >= w.start_s;
+        if let Some(w) = self
+            .windows
+            .by_agent
+            .load()
+            .get(agent)
+            .and_then(|s| s[i].as_ref())
+        {
+            if current(w) {
+                return Some((Arc::clone(w), budget));
             }
         }
-        let _g = self.grow.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.windows.load();
-        if let Some(w) = current.get(agent) {
-            if now_s < w.end_s && now_s >= w.start_s {
-                return Some(Arc::clone(w));
+        let _g = self.windows.grow.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.windows.by_agent.load();
+        if let Some(w) = map.get(agent).and_then(|s| s[i].as_ref()) {
+            if current(w) {
+                return Some((Arc::clone(w), budget));
             }
         }
         let (start_s, end_s) = window_bounds(budget.window, now_s);
         let w = Arc::new(WindowState {
             agent: agent.to_string(),
-            budget,
+            kind: budget.window,
             start_s,
             end_s,
             committed: AtomicU64::new(0),
             spent: AtomicU64::new(0),
             reserved: AtomicU64::new(0),
         });
-        let mut next = HashMap::clone(&current);
-        next.insert(agent.to_string(), Arc::clone(&w));
-        self.windows.store(Arc::new(next));
-        Some(w)
+        let mut next = HashMap::clone(&map);
+        next.entry(agent.to_string()).or_default()[i] = Some(Arc::clone(&w));
+        self.windows.by_agent.store(Arc::new(next));
+        Some((w, budget))
     }
 }
 
 impl WindowState {
-    fn status(&self) -> Status {
+    fn status(&self, budget: &Budget) -> Status {
+        debug_assert_eq!(self.kind, budget.window);
         Status {
             agent: self.agent.clone(),
-            window: self.budget.window,
+            window: self.kind,
             window_start_s: self.start_s,
             resets_at_s: self.end_s,
-            cap_nanousd: self.budget.cap_nanousd,
+            cap_nanousd: budget.cap_nanousd,
             spent_nanousd: self.spent.load(Ordering::Relaxed),
             reserved_nanousd: self.reserved.load(Ordering::Relaxed),
-            warn_at_percent: self.budget.warn_at_percent,
+            warn_at_percent: budget.warn_at_percent,
         }
     }
 }
@@ -202,7 +314,7 @@ impl Reservation {
 
     /// The window's status with this hold counted.
     pub fn status(&self) -> Status {
-        self.window.status()
+        self.window.status(&self.budget)
     }
 
     /// Replaces the hold by the actual cost. Returns the window's status afterwards.
@@ -211,7 +323,7 @@ impl Reservation {
         w.spent.fetch_add(actual_nanousd, Ordering::Relaxed);
         w.committed.fetch_add(actual_nanousd, Ordering::AcqRel);
         self.release();
-        self.window.status()
+        self.status()
     }
 
     fn release(&mut self) {

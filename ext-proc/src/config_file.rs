@@ -32,16 +32,44 @@ pub enum ConfigFileError {
     },
 }
 
-pub fn load(path: &Path) -> Result<GatewayConfig, ConfigFileError> {
+/// A config file as read: its text, and the gateway config in it with that config's JSON
+/// (what the filter's plugin configuration holds).
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: std::path::PathBuf,
+    pub text: String,
+    pub config: GatewayConfig,
+    pub json: String,
+}
+
+pub fn load(path: &Path) -> Result<Loaded, ConfigFileError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
         path: p.clone(),
         source,
     })?;
-    parse(&p, &text)
+    let (config, json) = parse(&p, &text)?;
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        text,
+        config,
+        json,
+    })
 }
 
-pub fn parse(path: &str, text: &str) -> Result<GatewayConfig, ConfigFileError> {
+/// A bare config given as text, as if read from `path` (tests, tools).
+pub fn from_text(path: &Path, text: &str) -> Result<Loaded, ConfigFileError> {
+    let (config, json) = parse(&path.display().to_string(), text)?;
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        text: text.to_string(),
+        config,
+        json,
+    })
+}
+
+/// The gateway config in `text` (an Envoy YAML or a bare config), and its JSON.
+pub fn parse(path: &str, text: &str) -> Result<(GatewayConfig, String), ConfigFileError> {
     let doc: Value = serde_yaml_ng::from_str(text).map_err(|source| ConfigFileError::Yaml {
         path: path.into(),
         source,
@@ -59,10 +87,11 @@ pub fn parse(path: &str, text: &str) -> Result<GatewayConfig, ConfigFileError> {
         // A bare gateway config: YAML is a superset of JSON; hand its JSON form to the parser.
         serde_json::to_string(&doc).unwrap_or_default()
     };
-    GatewayConfig::from_json(&json).map_err(|source| ConfigFileError::Invalid {
+    let config = GatewayConfig::from_json(&json).map_err(|source| ConfigFileError::Invalid {
         path: path.into(),
         source,
-    })
+    })?;
+    Ok((config, json))
 }
 
 /// Every `config.configuration.value` of a wasm plugin whose `root_id` is ours.
@@ -98,7 +127,8 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/../envoy/envoy.yaml"
         )))
-        .unwrap();
+        .unwrap()
+        .config;
         assert!(c.provider("demo").is_some());
         assert!(c.provider("openai").is_some());
     }
@@ -109,7 +139,8 @@ mod tests {
             "x.yaml",
             "providers:\n  - name: v\n    type: openai-compatible\n    base_url: http://h:1/v1\n",
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(c.providers[0].upstream.authority, "h:1");
     }
 

@@ -14,7 +14,7 @@
 use crate::accounting::{self, Accounting, RequestInfo, CONVERSATION_HEADER};
 use crate::admission::{self, Admitted, Ask, Used};
 use crate::auth::{self, access, Principal};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Live};
 use crate::limits;
 use crate::providers::bedrock::Pending;
 use crate::providers::{self, Mutation, Upstream};
@@ -45,6 +45,8 @@ const EXT_PROC_ATTRIBUTES: &str = "envoy.filters.http.ext_proc";
 /// Per-request state, kept across the phases of one stream.
 pub struct Exchange {
     gw: Arc<Gateway>,
+    /// The config this request started under; it keeps it to the end.
+    live: Arc<Live>,
     /// Bedrock: the request waiting for its body to be signed, and its provider.
     signing: Option<(String, Pending)>,
     accounting: Option<Accounting>,
@@ -61,6 +63,7 @@ pub struct Exchange {
 impl Exchange {
     pub fn new(gw: Arc<Gateway>) -> Self {
         Self {
+            live: gw.live(),
             gw,
             signing: None,
             accounting: None,
@@ -111,6 +114,7 @@ impl Exchange {
         headers: &HttpHeaders,
     ) -> Result<ProcessingResponse, GatewayError> {
         let gw = Arc::clone(&self.gw);
+        let live = Arc::clone(&self.live);
         let attrs = attributes.get(EXT_PROC_ATTRIBUTES);
         let route = attribute(attrs, ROUTE_ATTRIBUTE).and_then(Route::decode).ok_or_else(|| {
             // Only reachable if Envoy routes a request here that the filter did not route.
@@ -118,15 +122,16 @@ impl Exchange {
             misconfigured()
         })?;
         let credential = attribute(attrs, CREDENTIAL_ATTRIBUTE).unwrap_or("");
-        let principal = auth::authenticate(&gw, &route, credential).await?;
-        let provider = gw.config.provider(route.provider).ok_or_else(|| {
-            tracing::error!(
-                provider = route.provider,
-                "provider unknown to the sidecar; restart it with the current config"
-            );
-            misconfigured()
+        let principal = auth::authenticate(&gw, &live, &route, credential).await?;
+        // The filter routes by the same config within a snapshot poll (see `crate::reload`);
+        // a provider removed meanwhile is unknown here too.
+        let provider = live.config.provider(route.provider).ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::UnknownProvider,
+                format!("no provider named '{}'", route.provider),
+            )
         })?;
-        if !access::permits(gw.config.access_rules(provider), &principal) {
+        if !access::permits(live.config.access_rules(provider), &principal) {
             return Err(GatewayError::new(
                 ErrorKind::AccessDenied,
                 format!("access to provider '{}' is not permitted", route.provider),
@@ -174,7 +179,7 @@ impl Exchange {
                 self.signing = Some((route.provider.to_string(), pending));
                 Mutation::default()
             } else {
-                signer(&gw, route.provider)?
+                signer(&live, route.provider)?
                     .sign(&pending, b"", &gw.secrets.snapshot())
                     .await?
             }
@@ -224,12 +229,12 @@ impl Exchange {
             if a.model_requested.is_none() {
                 a.model_requested = facts.model.clone();
             }
-            if let Some(p) = self.gw.config.provider(a.provider()) {
+            if let Some(p) = self.live.config.provider(a.provider()) {
                 check_model(p, a.model_requested.as_deref())?;
             }
             let max_output = facts
                 .max_output_tokens
-                .unwrap_or(self.gw.budgets.config().default_max_output_tokens);
+                .unwrap_or(self.live.budgets.config().default_max_output_tokens);
             self.reserve(
                 body.body.len() as u64,
                 Some(max_output.saturating_mul(facts.choices)),
@@ -245,9 +250,9 @@ impl Exchange {
             forwarded = new_body;
         }
         if let Some((provider, pending)) = self.signing.take() {
-            let gw = Arc::clone(&self.gw);
-            let signed = signer(&gw, &provider)?
-                .sign(&pending, forwarded, &gw.secrets.snapshot())
+            let live = Arc::clone(&self.live);
+            let signed = signer(&live, &provider)?
+                .sign(&pending, forwarded, &self.gw.secrets.snapshot())
                 .await?;
             mutation.0.set_headers.extend(signed.0.set_headers);
         }
@@ -332,12 +337,12 @@ impl Exchange {
             return false;
         };
         let listed = self
-            .gw
+            .live
             .config
             .provider(a.provider())
             .is_some_and(|c| c.models.is_some());
         let agent = p.agent.as_deref().unwrap_or(&p.subject);
-        listed || self.gw.budgets.config().for_agent(agent).is_some()
+        listed || self.live.budgets.config().for_agent(agent).is_some()
     }
 
     /// Holds this call's share of its rate limits and the most it can cost on its budget.
@@ -349,16 +354,17 @@ impl Exchange {
         let (Some(a), Some(p)) = (&self.accounting, &self.principal) else {
             return Ok(());
         };
-        let gw = Arc::clone(&self.gw);
+        let (gw, live) = (Arc::clone(&self.gw), Arc::clone(&self.live));
         let ask = Ask {
             principal: p,
             provider: a.provider(),
             kind: a.kind(),
             model: a.model_requested.as_deref(),
             input_bytes,
-            max_output_tokens: max_output.unwrap_or(gw.budgets.config().default_max_output_tokens),
+            max_output_tokens: max_output
+                .unwrap_or(live.budgets.config().default_max_output_tokens),
         };
-        match admission::admit(&gw, &ask).await {
+        match admission::admit(&gw, &live, &ask).await {
             Ok(admitted) => {
                 self.admitted = Some(admitted);
                 Ok(())
@@ -396,8 +402,9 @@ impl Exchange {
     fn finish_now(&mut self, client_gone: bool) -> Option<impl std::future::Future<Output = ()>> {
         let a = self.accounting.take()?;
         let gw = Arc::clone(&self.gw);
+        let live = &self.live;
         let mut record = a.finish(client_gone);
-        record.price(|provider, kind, model, usage| gw.price(provider, kind, model, usage));
+        record.price(|provider, kind, model, usage| live.price(provider, kind, model, usage));
         let used = Used {
             usage_reported: record.usage_reported,
             status: record.status,
@@ -482,15 +489,15 @@ fn misconfigured() -> GatewayError {
 }
 
 fn signer<'a>(
-    gw: &'a Gateway,
+    live: &'a Live,
     provider: &str,
 ) -> Result<&'a crate::providers::bedrock::BedrockSigner, GatewayError> {
-    gw.bedrock.get(provider).ok_or_else(|| {
-        tracing::error!(
-            provider,
-            "Bedrock provider unknown to the sidecar; restart it with the current config"
-        );
-        misconfigured()
+    live.bedrock(provider).ok_or_else(|| {
+        // Enabled in the filter's table but not in the sidecar's: a reload in between.
+        GatewayError::new(
+            ErrorKind::ProviderDisabled,
+            format!("provider '{provider}' is disabled"),
+        )
     })
 }
 

@@ -7,6 +7,9 @@
 //! list to check. A key may use it there when access allows it, no budget applies to its
 //! agent and no rate limit to the provider (both need a reservation before the call). Everything else keeps the sidecar
 //! path, so the fast path never answers differently, it only skips the round trip.
+//!
+//! The snapshot also carries the live plugin configuration, so the filter's provider table
+//! follows a config reload ([`crate::reload`]).
 
 use crate::auth::access;
 use crate::gateway::Gateway;
@@ -28,10 +31,11 @@ use std::sync::Arc;
 
 /// What the fast path may do now.
 pub fn snapshot(gw: &Gateway) -> Snapshot {
+    let live = gw.live();
     let secrets = gw.secrets.snapshot();
     let mut providers = Vec::new();
-    if gw.config.fast_path {
-        for p in &gw.config.providers {
+    if live.config.fast_path {
+        for p in &live.config.providers {
             let eligible = p.enabled
                 && p.kind != ProviderKind::Bedrock
                 && !p.authorization_passthrough
@@ -68,7 +72,7 @@ pub fn snapshot(gw: &Gateway) -> Snapshot {
     }
     let mut keys = Vec::new();
     if !providers.is_empty() {
-        let budgets = gw.budgets.config();
+        let budgets = live.budgets.config();
         for (digest, principal) in gw.api_keys.load().entries() {
             let agent = principal.agent.as_deref().unwrap_or(&principal.subject);
             if budgets.for_agent(agent).is_some() {
@@ -77,9 +81,9 @@ pub fn snapshot(gw: &Gateway) -> Snapshot {
             let allowed: Vec<String> = providers
                 .iter()
                 // A rate limit is counted by the sidecar, before the call.
-                .filter(|fp| !gw.limits.covers_provider(&fp.name))
+                .filter(|fp| !live.limits.covers_provider(&fp.name))
                 .filter(|fp| {
-                    let config = &gw.config;
+                    let config = &live.config;
                     let rules = config
                         .provider(&fp.name)
                         .map_or(config.default_access.as_deref(), |p| config.access_rules(p));
@@ -103,6 +107,7 @@ pub fn snapshot(gw: &Gateway) -> Snapshot {
         version: String::new(),
         keys,
         providers,
+        config: live.plugin_json.clone(),
     };
     let digest = Sha256::digest(serde_json::to_vec(&s).unwrap_or_default());
     s.version = hex::encode(&digest)[..16].to_string();
@@ -118,11 +123,12 @@ pub struct Ingested {
 
 /// Prices and stores the records of a batch (one JSON line each).
 pub fn ingest(gw: &Gateway, body: &[u8]) -> Ingested {
+    let live = gw.live();
     let mut n = Ingested::default();
     for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         match serde_json::from_slice::<UsageRecord>(line) {
             Ok(mut r) => {
-                r.price(|provider, kind, model, usage| gw.price(provider, kind, model, usage));
+                r.price(|provider, kind, model, usage| live.price(provider, kind, model, usage));
                 gw.submit(r);
                 n.stored += 1;
             }

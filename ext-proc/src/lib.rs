@@ -12,7 +12,8 @@
 //!   extraction, [`pricing`]) into a [`record`].
 //! - [`store`]: records written off the request path (SQLite); [`admin`] serves the usage
 //!   API and [`metrics`] on the admin port.
-//! - [`gateway`]: shared state (config, secret store, API keys, budgets) and its refresh.
+//! - [`gateway`]: shared state (the [`gateway::Live`] config and what is built from it,
+//!   secret store, API keys) and its refresh; [`reload`] swaps in a changed config file.
 //! - [`config_file`]: reads the filter's plugin configuration out of the Envoy YAML.
 //! - [`settings`]: the command-line flags.
 
@@ -28,6 +29,7 @@ pub mod limits;
 pub mod metrics;
 pub mod pricing;
 pub mod providers;
+pub mod reload;
 pub mod secrets;
 pub mod server;
 pub mod settings;
@@ -70,13 +72,13 @@ pub enum RunError {
 
 /// Loads and validates everything, then serves until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> Result<(), RunError> {
-    let config = config_file::load(&settings.config)?;
+    let loaded = config_file::load(&settings.config)?;
     let sources = SecretSources {
         env: settings.secrets_env || settings.secrets_dir.is_none(),
         dir: settings.secrets_dir.clone(),
     };
-    let gateway = Arc::new(Gateway::start(config, sources).await?);
     // Policies are compiled here, so an invalid one stops the start before anything listens.
+    let gateway = Arc::new(Gateway::start(loaded, sources).await?);
     let unified = unified::Unified::new(Arc::clone(&gateway), &settings.envoy_url)
         .map_err(RunError::Unified)?;
     gateway.spawn_refresh(Duration::from_millis(settings.secrets_refresh_ms.max(50)));
@@ -183,9 +185,10 @@ async fn open_store(
         None => {
             let sqlite = store::sqlite::SqliteStore::open(&settings.store, Default::default())
                 .map_err(|e| err(e.to_string()))?;
+            let sqlite: Arc<dyn store::UsageStore> = Arc::new(sqlite);
             // One replica: spend already recorded this window counts against its budgets.
-            preload_budgets(gw, &sqlite);
-            Arc::new(sqlite)
+            gw.set_spend_store(Arc::clone(&sqlite));
+            sqlite
         }
     };
     if shared.postgres.is_none() && settings.redis.is_none() {
@@ -193,6 +196,7 @@ async fn open_store(
     }
     if shared.redis.is_none()
         && gw
+            .live()
             .config
             .rate_limits
             .iter()
@@ -236,52 +240,6 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "replica".into())
 }
 
-/// Spend already recorded in each agent's current budget window counts against it.
-fn preload_budgets(gw: &Gateway, store: &dyn store::UsageStore) {
-    use aigw_core::config::BudgetWindow;
-    let now_s = store::time::now_ms() / 1000;
-    let b = gw.budgets.config();
-    for window in [
-        BudgetWindow::Daily,
-        BudgetWindow::Weekly,
-        BudgetWindow::Monthly,
-    ] {
-        let uses = b.default.is_some_and(|d| d.window == window)
-            || b.agents.values().any(|a| a.window == window);
-        if !uses {
-            continue;
-        }
-        let (start_s, _) = budgets::window_bounds(window, now_s);
-        let q = store::SeriesQuery {
-            range: store::TimeRange {
-                from_ms: start_s * 1000,
-                to_ms: (now_s + 1) * 1000,
-            },
-            granularity: store::Granularity::Day,
-            group_by: store::GroupBy::Agent,
-            filter: Default::default(),
-        };
-        let points = match store.usage_series(&q) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "recorded spend could not be read; budgets start from zero");
-                return;
-            }
-        };
-        let mut spent: std::collections::HashMap<String, u64> = Default::default();
-        for p in points {
-            if let (Some(agent), Some(c)) = (p.key, p.cost_nanousd) {
-                *spent.entry(agent).or_default() += c;
-            }
-        }
-        for (agent, nanousd) in spent {
-            if b.for_agent(&agent).is_some_and(|x| x.window == window) {
-                gw.budgets.preload(&agent, nanousd, now_s);
-            }
-        }
-    }
-}
-
 /// The admin port: the usage API, metrics, budgets and the dashboard, behind the admin token.
 async fn serve_admin(
     settings: &Settings,
@@ -295,7 +253,15 @@ async fn serve_admin(
         .snapshot()
         .get(&secret_name)
         .map(|v| v.expose().to_string());
-    let names: Vec<String> = gw.config.providers.iter().map(|p| p.name.clone()).collect();
+    let live_gw = Arc::clone(gw);
+    let names = move || {
+        let live = live_gw.live();
+        live.config
+            .providers
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
+    };
     let api = match token.as_deref().map(admin::BearerToken::new) {
         Some(Ok(t)) => admin::AdminApi::new(store, metrics, t),
         _ => {
@@ -308,8 +274,9 @@ async fn serve_admin(
         }
     };
     let router = api
-        .known_providers(Arc::new(move || names.clone()))
+        .known_providers(Arc::new(names))
         .protect(admin::budgets::router(Arc::clone(gw)))
+        .protect(admin::config::router(Arc::clone(gw)))
         .protect(admin::dashboard::router(Arc::clone(gw)))
         .router();
     let listener = tokio::net::TcpListener::bind(&settings.admin_listen)
@@ -328,9 +295,11 @@ async fn serve_admin(
 }
 
 fn announce(gw: &Gateway, addr: &str) {
+    let live = gw.live();
     tracing::info!(
-        providers = gw.config.providers.len(),
+        providers = live.config.providers.len(),
         api_keys = gw.api_keys.load().len(),
+        config = %reload::version(&live.plugin_json),
         "aigw-ext-proc listening on {addr}"
     );
 }

@@ -21,14 +21,24 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub struct RateLimiter {
     rules: Vec<RateLimit>,
-    counters: ArcSwap<HashMap<CounterKey, Arc<Counter>>>,
+    /// Each rule's id in `counters` (by its name, so a reload keeps the counts).
+    rule_ids: Vec<u32>,
+    /// Shared with the limiters of the configs before and after a reload.
+    counters: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    by_key: ArcSwap<HashMap<CounterKey, Arc<Counter>>>,
     /// Taken only to add a counter.
     grow: Mutex<()>,
+    /// Rule names to ids; touched when a config is loaded, never by a call.
+    ids: Mutex<HashMap<String, u32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CounterKey {
-    rule: usize,
+    rule: u32,
     kind: LimitKind,
     /// The caller's key under the rule's `per`; empty when shared.
     who: String,
@@ -210,10 +220,30 @@ impl Counter {
 
 impl RateLimiter {
     pub fn new(rules: Vec<RateLimit>) -> Self {
+        Self::with_counters(rules, Default::default())
+    }
+
+    /// The same counters under new rules (a reload): a rule keeps its counts by name, even
+    /// when its limits changed; a new rule starts from zero.
+    pub fn reconfigured(&self, rules: Vec<RateLimit>) -> Self {
+        Self::with_counters(rules, Arc::clone(&self.counters))
+    }
+
+    fn with_counters(rules: Vec<RateLimit>, counters: Arc<Counters>) -> Self {
+        let rule_ids = {
+            let mut ids = counters.ids.lock().unwrap_or_else(|p| p.into_inner());
+            rules
+                .iter()
+                .map(|r| {
+                    let next = ids.len() as u32;
+                    *ids.entry(r.name.clone()).or_insert(next)
+                })
+                .collect()
+        };
         Self {
             rules,
-            counters: ArcSwap::from_pointee(HashMap::new()),
-            grow: Mutex::new(()),
+            rule_ids,
+            counters,
         }
     }
 
@@ -244,7 +274,7 @@ impl RateLimiter {
             let window = m.window as u32;
             let amount = u32::try_from(m.amount).unwrap_or(u32::MAX);
             let counter = self.counter(CounterKey {
-                rule: m.index,
+                rule: self.rule_ids[m.index],
                 kind: m.kind,
                 who: m.who.to_string(),
             });
@@ -306,18 +336,19 @@ impl RateLimiter {
     }
 
     fn counter(&self, key: CounterKey) -> Arc<Counter> {
-        if let Some(c) = self.counters.load().get(&key) {
+        let counters = &self.counters;
+        if let Some(c) = counters.by_key.load().get(&key) {
             return Arc::clone(c);
         }
-        let _g = self.grow.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.counters.load();
+        let _g = counters.grow.lock().unwrap_or_else(|p| p.into_inner());
+        let current = counters.by_key.load();
         if let Some(c) = current.get(&key) {
             return Arc::clone(c);
         }
         let mut next = HashMap::clone(&current);
         let c = Arc::new(Counter::default());
         next.insert(key, Arc::clone(&c));
-        self.counters.store(Arc::new(next));
+        counters.by_key.store(Arc::new(next));
         c
     }
 }

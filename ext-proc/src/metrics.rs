@@ -20,6 +20,9 @@
 //! | `aigw_store_write_errors_total` | counter | none |
 //! | `aigw_store_pending_records` | gauge | none |
 //! | `aigw_shared_state_errors_total` | counter | none |
+//! | `aigw_config_reloads_total` | counter | none |
+//! | `aigw_config_reload_failures_total` | counter | none |
+//! | `aigw_config_file_refused` | gauge: 1 while the config file's content is refused | none |
 //!
 //! - `gen_ai_provider_name`: the provider's configured name.
 //! - `gen_ai_request_model`: the requested model, else the answered one, else `unknown`;
@@ -65,6 +68,9 @@ pub struct Metrics {
     store_write_errors: AtomicU64,
     store_pending: AtomicU64,
     shared_state_errors: AtomicU64,
+    config_reloads: AtomicU64,
+    config_reload_failures: AtomicU64,
+    config_file_refused: AtomicU64,
     models_per_provider: usize,
     series: Mutex<Series>,
 }
@@ -149,6 +155,9 @@ impl Metrics {
             store_write_errors: AtomicU64::new(0),
             store_pending: AtomicU64::new(0),
             shared_state_errors: AtomicU64::new(0),
+            config_reloads: AtomicU64::new(0),
+            config_reload_failures: AtomicU64::new(0),
+            config_file_refused: AtomicU64::new(0),
             models_per_provider,
             series: Mutex::new(Series::default()),
         }
@@ -212,6 +221,22 @@ impl Metrics {
         self.shared_state_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A new config was applied.
+    pub fn config_applied(&self) {
+        self.config_reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new config was refused (the old one stays).
+    pub fn config_refused(&self) {
+        self.config_reload_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the config file's current content is refused.
+    pub fn set_config_file_refused(&self, refused: bool) {
+        self.config_file_refused
+            .store(u64::from(refused), Ordering::Relaxed);
+    }
+
     /// Records the writer holds, received but not yet committed.
     pub fn set_store_pending(&self, records: usize) {
         self.store_pending.store(records as u64, Ordering::Relaxed);
@@ -248,6 +273,24 @@ impl Metrics {
                 "counter",
                 "Budget and rate-limit decisions PostgreSQL or Redis did not answer.",
                 self.shared_state_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "aigw_config_reloads_total",
+                "counter",
+                "New configs applied without a restart.",
+                self.config_reloads.load(Ordering::Relaxed),
+            ),
+            (
+                "aigw_config_reload_failures_total",
+                "counter",
+                "New configs refused (the previous config stayed live).",
+                self.config_reload_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "aigw_config_file_refused",
+                "gauge",
+                "1 while the config file holds a config that was refused.",
+                self.config_file_refused.load(Ordering::Relaxed),
             ),
         ] {
             header(&mut out, name, kind, help);

@@ -27,7 +27,8 @@ pub struct Settings {
     #[arg(long, env = "AIGW_SECRETS_ENV")]
     pub secrets_env: bool,
 
-    /// How often the secrets directory is re-read, in milliseconds.
+    /// How often the secrets directory and the config file are re-read, in milliseconds
+    /// (a changed config is reloaded; SIGHUP reloads at once).
     #[arg(long, env = "AIGW_SECRETS_REFRESH_MS", default_value_t = 1000)]
     pub secrets_refresh_ms: u64,
 

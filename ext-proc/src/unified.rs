@@ -27,7 +27,7 @@ pub mod plan;
 pub mod policy;
 
 use crate::auth::{self, Principal};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Live};
 use aigw_core::handoff::INTERNAL_HEADER_PREFIX;
 use aigw_core::{ErrorKind, GatewayError};
 use axum::extract::{DefaultBodyLimit, State};
@@ -48,11 +48,10 @@ pub const ATTEMPTS_HEADER: &str = "x-aigw-attempts";
 /// Largest request body accepted; the same as Envoy's buffer limit for native calls.
 pub const MAX_REQUEST_BYTES: usize = 20 << 20;
 
-/// The endpoint's shared state, read-only but for the ejection deadlines.
+/// The endpoint's shared state; policies and ejections live with the config
+/// ([`crate::gateway::Live`]).
 pub struct Unified {
     pub gw: Arc<Gateway>,
-    pub policies: policy::Policies,
-    pub ejections: plan::Ejections,
     /// Native calls go back into Envoy through this client (keep-alive pooled).
     pub client: reqwest::Client,
     /// Envoy's gateway listener, e.g. `http://127.0.0.1:8080`, without a trailing `/`.
@@ -60,10 +59,7 @@ pub struct Unified {
 }
 
 impl Unified {
-    /// Compiles the policies; an invalid expression is refused here, at start-up.
     pub fn new(gw: Arc<Gateway>, envoy_url: &str) -> Result<Self, String> {
-        let policies = policy::Policies::compile(&gw.config.policies)?;
-        let ejections = plan::Ejections::new(&gw.config);
         let client = reqwest::Client::builder()
             .no_proxy()
             .tcp_nodelay(true)
@@ -72,8 +68,6 @@ impl Unified {
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
             gw,
-            policies,
-            ejections,
             client,
             envoy_url: envoy_url.trim_end_matches('/').to_string(),
         })
@@ -141,16 +135,17 @@ async fn serve(
 /// The models the caller may name: every virtual model with a target open to them, and
 /// `<provider>/<model>` for the providers that list their models.
 async fn models(State(u): State<Arc<Unified>>, headers: HeaderMap) -> Response {
-    let principal = match authenticate(&u.gw, &headers).await {
+    let live = u.gw.live();
+    let principal = match authenticate(&u.gw, &live, &headers).await {
         Ok(p) => p,
         Err(e) => return error_response(&e),
     };
-    let config = &u.gw.config;
+    let config = &live.config;
     let mut data = Vec::new();
     for v in &config.virtual_models {
         let served = plan::plan(
             config,
-            &u.ejections,
+            &live.ejections,
             &v.name,
             None,
             plan::Endpoint::Chat,
@@ -179,9 +174,10 @@ async fn models(State(u): State<Arc<Unified>>, headers: HeaderMap) -> Response {
 /// The caller, authenticated by [`credential`].
 pub async fn authenticate(
     gw: &Gateway,
+    live: &Live,
     headers: &HeaderMap,
 ) -> Result<Arc<Principal>, GatewayError> {
-    auth::authenticate_token(gw, credential(headers)?).await
+    auth::authenticate_token(gw, live, credential(headers)?).await
 }
 
 /// The gateway token, from `Authorization: Bearer` or `x-gateway-token` (the same value in

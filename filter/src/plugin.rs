@@ -1,6 +1,6 @@
-//! The proxy-wasm contexts. The root context parses the plugin configuration once and, off
-//! the request path (`on_tick`), polls the sidecar's fast-path snapshot and sends the queued
-//! records. Each HTTP context applies [`Request::route`] to its request, then either takes
+//! The proxy-wasm contexts. The root context parses the plugin configuration and, off the
+//! request path (`on_tick`), polls the sidecar's fast-path snapshot (which also carries a
+//! reloaded config: the provider table follows it) and sends the queued records. Each HTTP context applies [`Request::route`] to its request, then either takes
 //! the fast path (credential, metering along the request and the answer, the record at the
 //! end) or hands the request to the sidecar.
 
@@ -30,6 +30,9 @@ proxy_wasm::main! {{
 #[derive(Default)]
 struct Root {
     table: Rc<ProviderTable>,
+    /// The configuration `table` was built from: the plugin's, until the sidecar's live
+    /// one (a reload) differs.
+    table_json: String,
     fast: Rc<RefCell<FastPath>>,
 }
 
@@ -62,7 +65,10 @@ impl Context for Root {
                             .unwrap_or_default();
                         serde_json::from_slice::<Snapshot>(&body)
                             .map_err(|e| e.to_string())
-                            .and_then(FastTable::new)
+                            .and_then(|s| {
+                                self.follow_config(&s.config);
+                                FastTable::new(s)
+                            })
                             .map(Some)
                     }
                     s => Err(format!("answered {s:?}")),
@@ -93,6 +99,27 @@ impl Context for Root {
     }
 }
 
+impl Root {
+    /// Rebuilds the provider table from the sidecar's live configuration when it differs
+    /// from ours: the sidecar reloaded its config file. New requests route by the new
+    /// table; those running keep theirs.
+    fn follow_config(&mut self, json: &str) {
+        match ProviderTable::reloaded(&self.table_json, json) {
+            None => {}
+            Some(Ok(t)) => {
+                info!(
+                    "aigw: provider table reloaded from the sidecar: {} provider(s)",
+                    t.len()
+                );
+                self.table = Rc::new(t);
+                self.table_json = json.to_string();
+            }
+            // The sidecar validated it with the same code; keep routing by ours.
+            Some(Err(e)) => error!("aigw: the sidecar's configuration is invalid here: {e}"),
+        }
+    }
+}
+
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let Some(bytes) = self.get_plugin_configuration() else {
@@ -110,10 +137,10 @@ impl RootContext for Root {
                     t.len(),
                     if t.fast_path { "on" } else { "off" }
                 );
-                if t.fast_path {
-                    self.set_tick_period(Duration::from_millis(FLUSH_INTERVAL_MS));
-                }
+                // Polled with the fast path off too: the snapshot carries config reloads.
+                self.set_tick_period(Duration::from_millis(FLUSH_INTERVAL_MS));
                 self.table = Rc::new(t);
+                self.table_json = json.to_string();
                 true
             }
             Err(e) => {

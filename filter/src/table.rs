@@ -44,6 +44,13 @@ impl ProviderTable {
         Self { by_name, fast_path }
     }
 
+    /// The table of the sidecar's live configuration `json` when it differs from
+    /// `current`, the one ours was built from (the sidecar reloaded its config file).
+    /// Empty: a sidecar that does not send it.
+    pub fn reloaded(current: &str, json: &str) -> Option<Result<Self, ConfigErrors>> {
+        (!json.is_empty() && json != current).then(|| Self::from_json(json))
+    }
+
     pub fn get(&self, name: &str) -> Option<&ProviderEntry> {
         self.by_name.get(name)
     }
@@ -54,5 +61,24 @@ impl ProviderTable {
 
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str = r#"{"providers":[{"name":"a","type":"openai","api_key_secret":"K"}]}"#;
+    const TWO: &str = r#"{"providers":[{"name":"a","type":"openai","api_key_secret":"K"},
+        {"name":"b","type":"openai-compatible","base_url":"http://h:1/v1"}]}"#;
+
+    #[test]
+    fn follows_a_different_configuration_only() {
+        assert!(ProviderTable::reloaded(ONE, ONE).is_none());
+        assert!(ProviderTable::reloaded(ONE, "").is_none());
+        let t = ProviderTable::reloaded(ONE, TWO).unwrap().unwrap();
+        assert!(t.get("b").is_some());
+        let e = ProviderTable::reloaded(ONE, r#"{"providers":[{"name":"B"}]}"#).unwrap();
+        assert!(e.unwrap_err().to_string().contains("providers[0]"));
     }
 }

@@ -440,6 +440,40 @@ class Gateway:
         assert self.port, "gateway not started"
         return rawhttp.request(self.host, self.port, method, target, headers, body, timeout)
 
+    # -- config reload
+
+    def write_plugin(self, plugin: dict) -> None:
+        """Rewrites the config file the sidecar watches (this Envoy YAML) with `plugin` as
+        the gateway config, atomically, as a ConfigMap or deploy tool replaces it. Envoy
+        itself is not touched: the filter follows the sidecar's config."""
+        self.plugin = plugin
+        cfg = render_envoy_config(plugin, self.sidecar_port, tls_ca=self.tls_ca,
+                                  downstream_tls=self.tls_listener, patch=self.patch,
+                                  listener_port=self.listener_port)
+        tmp = self.yaml_path.with_name(f".{self.yaml_path.name}.{_secrets.token_hex(4)}.tmp")
+        tmp.write_text(dump_yaml(cfg))
+        os.replace(tmp, self.yaml_path)
+
+    def config_status(self) -> dict:
+        """The sidecar's `GET /api/v1/config`."""
+        status, body, _ = self.sidecar_admin("/api/v1/config")
+        assert status == 200, body
+        return json.loads(body)
+
+    def reload(self, plugin: dict, timeout: float = 5.0) -> dict:
+        """`write_plugin`, then waits until the sidecar has applied or refused it; returns
+        its config status."""
+        before = self.config_status()
+        self.write_plugin(plugin)
+
+        def decided() -> dict | None:
+            st = self.config_status()
+            done = st["reloads"] > before["reloads"] or st["failures"] > before["failures"]
+            return st if done else None
+
+        wait_for(decided, timeout, what="the sidecar to apply or refuse the new config")
+        return self.config_status()
+
     # -- secrets
 
     def set_secret(self, name: str, value: str, atomic: bool = True) -> None:

@@ -48,7 +48,7 @@ async fn list(State(gw): State<Arc<Gateway>>) -> Result<impl IntoResponse, ApiEr
     let now_s = crate::store::time::now_ms() / 1000;
     let statuses = match gw.shared().and_then(|s| s.postgres.as_ref()) {
         Some(pg) => shared_status(&gw, pg, now_s).await?,
-        None => gw.budgets.status(now_s),
+        None => gw.live().budgets.status(now_s),
     };
     let budgets = statuses
         .into_iter()
@@ -90,7 +90,8 @@ async fn shared_status(
         .list(&budget_key(""), since)
         .await
         .map_err(|e| ApiError::Task(e.to_string()))?;
-    let config = gw.budgets.config();
+    let live = gw.live();
+    let config = live.budgets.config();
     Ok(rows
         .into_iter()
         .filter_map(|(key, start, state)| {

@@ -296,6 +296,7 @@ async fn providers(State(d): State<Arc<Dashboard>>) -> Response {
             gateway_url: d.gateway_url.clone(),
             providers: d
                 .gw
+                .live()
                 .config
                 .providers
                 .iter()
@@ -391,7 +392,8 @@ fn probe(p: &ProviderConfig, key: Option<&str>) -> Result<Probe, String> {
 }
 
 async fn test_connection(State(d): State<Arc<Dashboard>>, Path(name): Path<String>) -> Response {
-    let Some(p) = d.gw.config.provider(&name) else {
+    let live = d.gw.live();
+    let Some(p) = live.config.provider(&name) else {
         let name: String = name.chars().take(64).collect();
         let e = GatewayError::new(ErrorKind::NotFound, format!("no provider named '{name}'"));
         let mut r = (StatusCode::NOT_FOUND, e.to_json()).into_response();

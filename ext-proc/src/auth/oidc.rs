@@ -326,10 +326,12 @@ impl Issuer {
         serde_json::from_slice(&body).map_err(|e| format!("GET {url}: invalid JSON: {e}"))
     }
 
+    /// Refreshes the keys until the issuer is dropped (a reload replaced the OIDC config).
     fn spawn_refresh(self: &Arc<Self>) {
-        let me = Arc::clone(self);
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
+                let Some(me) = weak.upgrade() else { return };
                 let wait = match me.fetch().await {
                     Ok(()) => Duration::from_secs(me.cfg.jwks_refresh_secs),
                     Err(e) => {
@@ -342,6 +344,7 @@ impl Issuer {
                         }
                     }
                 };
+                drop(me);
                 tokio::time::sleep(wait).await;
             }
         });

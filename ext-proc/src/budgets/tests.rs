@@ -99,3 +99,55 @@ fn preload_counts_recorded_spend() {
     assert!(matches!(b.reserve("a", 10, NOW), Decision::Refused(_)));
     assert_eq!(b.window_start("a", NOW), Some(1_796_083_200));
 }
+
+fn daily(cap: u64, window: BudgetWindow) -> BudgetsConfig {
+    BudgetsConfig {
+        agents: [(
+            "a".to_string(),
+            Budget {
+                cap_nanousd: cap,
+                window,
+                warn_at_percent: None,
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_reload_keeps_spend_under_the_new_cap_and_a_new_window_starts_empty() {
+    let b = Budgets::new(daily(100, BudgetWindow::Daily));
+    let Decision::Reserved(held) = b.reserve("a", 30, NOW) else {
+        panic!()
+    };
+    let Decision::Reserved(r) = b.reserve("a", 50, NOW) else {
+        panic!()
+    };
+    r.settle(50);
+    // Lower cap: 50 spent + 30 held leave 10 under 90.
+    let lower = b.reconfigured(daily(90, BudgetWindow::Daily));
+    assert!(matches!(lower.reserve("a", 11, NOW), Decision::Refused(_)));
+    // The hold taken under the old config settles into the same window.
+    held.settle(0);
+    assert!(matches!(lower.reserve("a", 40, NOW), Decision::Reserved(_)));
+    assert_eq!(lower.status(NOW)[0].cap_nanousd, 90);
+
+    // Another window kind: the caller preloads it from the store; it does not inherit
+    // the daily one's counts.
+    assert!(lower.window_changes("a", &daily(90, BudgetWindow::Monthly)));
+    assert!(!lower.window_changes("a", &daily(10, BudgetWindow::Daily)));
+    assert!(!lower.window_changes("a", &BudgetsConfig::default()));
+    let monthly = lower.reconfigured(daily(90, BudgetWindow::Monthly));
+    assert!(matches!(
+        monthly.reserve("a", 90, NOW),
+        Decision::Reserved(_)
+    ));
+    // Removed: unlimited, and no longer listed.
+    let none = monthly.reconfigured(BudgetsConfig::default());
+    assert!(matches!(
+        none.reserve("a", u64::MAX, NOW),
+        Decision::Unlimited
+    ));
+    assert!(none.status(NOW).is_empty());
+}

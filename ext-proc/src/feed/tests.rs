@@ -1,6 +1,5 @@
 use super::*;
 use crate::secrets::SecretSources;
-use aigw_core::GatewayConfig;
 
 async fn gateway(extra: serde_json::Value) -> (Arc<Gateway>, tempfile::TempDir) {
     let mut config = serde_json::json!({
@@ -23,7 +22,9 @@ async fn gateway(extra: serde_json::Value) -> (Arc<Gateway>, tempfile::TempDir) 
     for (k, v) in extra.as_object().unwrap() {
         config[k] = v.clone();
     }
-    let config = GatewayConfig::from_json(&config.to_string()).unwrap();
+    let config =
+        crate::config_file::from_text(std::path::Path::new("test.json"), &config.to_string())
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     for (name, value) in [
         ("UP_KEY", "sk-upstream"),
@@ -114,7 +115,7 @@ async fn ingest_prices_and_counts_lines() {
         "latency_ms": 3, "ttfb_ms": 2, "conversation_id": null, "outcome": "complete"
     });
     let mut r: UsageRecord = serde_json::from_value(line.clone()).unwrap();
-    r.price(|p, k, m, u| gw.price(p, k, m, u));
+    r.price(|p, k, m, u| gw.live().price(p, k, m, u));
     assert!(r.cost_nanousd.is_some_and(|c| c > 0), "{r:?}");
 
     let mut body = serde_json::to_vec(&line).unwrap();

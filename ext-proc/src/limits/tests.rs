@@ -154,3 +154,29 @@ fn reset_texts() {
     assert_eq!(duration_text(360_000), "6m0s");
     assert_eq!(duration_text(3_723_000), "1h2m3s");
 }
+
+#[test]
+fn a_reload_keeps_each_rules_counts_by_name() {
+    let l = limiter(
+        r#"[{"name":"rpm","per":"api_key","requests_per_minute":5},
+            {"name":"other","requests_per_minute":100}]"#,
+    );
+    let a = key("a");
+    for _ in 0..3 {
+        l.admit(&call(&a, "openai", "m", 1, T0)).unwrap();
+    }
+    // `rpm` lowered to 3 and moved to the end; `other` gone; `new` added.
+    let json = r#"{"providers":[{"name":"openai","type":"openai","api_key_secret":"O"}],
+        "rate_limits":[{"name":"new","requests_per_minute":1},
+                       {"name":"rpm","per":"api_key","requests_per_minute":3}]}"#;
+    let next = l.reconfigured(GatewayConfig::from_json(json).unwrap().rate_limits);
+    let r = next.admit(&call(&a, "openai", "m", 1, T0)).unwrap_err();
+    assert_eq!((r.rule.as_str(), r.limit), ("rpm", 3), "3 already counted");
+    // Calls still under the old limiter count on the same counters.
+    l.admit(&call(&a, "openai", "m", 1, T0)).unwrap();
+    let h = limiter(r#"[{"name":"rpm","per":"api_key","requests_per_minute":5}]"#);
+    assert!(
+        h.admit(&call(&a, "openai", "m", 1, T0)).is_ok(),
+        "another limiter, other counters"
+    );
+}

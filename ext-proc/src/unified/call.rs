@@ -85,7 +85,8 @@ pub async fn serve(
     body: Bytes,
 ) -> Result<Response, GatewayError> {
     let credential = super::credential(headers)?;
-    let principal = crate::auth::authenticate_token(&u.gw, credential).await?;
+    let live = u.gw.live();
+    let principal = crate::auth::authenticate_token(&u.gw, &live, credential).await?;
     let head: Head<'_> = serde_json::from_slice(&body).map_err(|e| {
         GatewayError::new(
             ErrorKind::InvalidBody,
@@ -97,7 +98,7 @@ pub async fn serve(
     })?;
     let stream = head.stream.unwrap_or(false);
 
-    let routed = if u.policies.is_empty() {
+    let routed = if live.policies.is_empty() {
         None
     } else {
         let input = PolicyInput {
@@ -109,7 +110,7 @@ pub async fn serve(
             estimated_input_tokens: body.len() as u64 / 4,
             principal: &principal,
         };
-        match u.policies.decide(&input) {
+        match live.policies.decide(&input) {
             Some(PolicyAction::Deny(message)) => {
                 return Err(GatewayError::new(ErrorKind::PolicyDenied, message.clone()))
             }
@@ -118,10 +119,9 @@ pub async fn serve(
         }
     };
 
-    let config = &u.gw.config;
     let plan = plan::plan(
-        config,
-        &u.ejections,
+        &live.config,
+        &live.ejections,
         model,
         routed,
         endpoint,

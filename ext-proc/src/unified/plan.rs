@@ -55,6 +55,28 @@ impl Ejections {
                 .collect(),
         }
     }
+
+    /// For a reloaded config: a pool whose targets did not change keeps its ejections.
+    pub fn carried(config: &GatewayConfig, old: &GatewayConfig, ejections: &Ejections) -> Self {
+        let fresh = Self::new(config);
+        for v in &config.virtual_models {
+            let same = old
+                .virtual_models
+                .iter()
+                .find(|o| o.name == v.name)
+                .is_some_and(|o| o.targets == v.targets);
+            if let (true, Some(new), Some(old)) = (
+                same,
+                fresh.by_pool.get(&v.name),
+                ejections.by_pool.get(&v.name),
+            ) {
+                for (n, o) in new.iter().zip(old) {
+                    n.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            }
+        }
+        fresh
+    }
 }
 
 /// One target to try.

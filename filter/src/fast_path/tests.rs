@@ -25,6 +25,7 @@ fn snapshot() -> Snapshot {
                 default_headers: vec![("anthropic-version".into(), "2023-06-01".into())],
             },
         ],
+        config: String::new(),
     }
 }
 

@@ -3,7 +3,6 @@ use crate::admin::{AdminApi, BearerToken};
 use crate::metrics::Metrics;
 use crate::secrets::SecretSources;
 use crate::store::sqlite::SqliteStore;
-use aigw_core::GatewayConfig;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use serde_json::{json, Value};
@@ -107,7 +106,9 @@ async fn fixture() -> Fixture {
              "aws": {"access_key_id_secret": "AWS_ID", "secret_access_key_secret": "AWS_SECRET"}},
         ]
     });
-    let config = GatewayConfig::from_json(&config.to_string()).unwrap();
+    let config =
+        crate::config_file::from_text(std::path::Path::new("test.json"), &config.to_string())
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     for (name, value) in [
         ("GOOD_KEY", GOOD_KEY),

@@ -154,10 +154,12 @@ impl CredentialCache {
         Ok(creds)
     }
 
+    /// Refreshes ahead of expiry until the cache is dropped (a reload replaced the provider).
     fn spawn_refresh(self: &Arc<Self>, provider: String) {
-        let cache = Arc::clone(self);
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
+                let Some(cache) = weak.upgrade() else { return };
                 let wait = cache
                     .current
                     .load()
@@ -165,8 +167,12 @@ impl CredentialCache {
                     .and_then(|c| c.refresh_at.duration_since(SystemTime::now()).ok())
                     .unwrap_or(Duration::ZERO)
                     .min(MAX_REFRESH_INTERVAL);
+                drop(cache);
                 tokio::time::sleep(wait).await;
-                match cache.refresh(true).await {
+                let Some(cache) = weak.upgrade() else { return };
+                let refreshed = cache.refresh(true).await;
+                drop(cache);
+                match refreshed {
                     Ok(c) => {
                         tracing::debug!(%provider, expiry = ?c.expiry(), "AWS credentials refreshed")
                     }
