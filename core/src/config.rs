@@ -10,8 +10,10 @@ use serde::Deserialize;
 use std::fmt;
 
 pub mod limits;
+pub mod mcp;
 pub mod unified;
 pub use limits::{LimitKey, LimitKind, RateLimit};
+pub use mcp::{McpConfig, McpMode, McpServer, McpTransport};
 pub use unified::{Policy, PolicyAction, Target, VirtualModel};
 
 pub const MAX_PROVIDER_NAME_LEN: usize = 63;
@@ -35,6 +37,7 @@ struct RawConfig {
     policies: Vec<unified::RawPolicy>,
     #[serde(default)]
     rate_limits: Vec<limits::RawRateLimit>,
+    mcp: Option<mcp::RawMcp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +158,8 @@ pub struct GatewayConfig {
     pub policies: Vec<Policy>,
     /// Request and token rate limits, all enforced.
     pub rate_limits: Vec<RateLimit>,
+    /// The MCP gateway's upstream servers and routes.
+    pub mcp: McpConfig,
 }
 
 /// Spend caps per agent, enforced before the upstream call.
@@ -505,6 +510,13 @@ pub fn is_valid_provider_name(name: &str) -> bool {
 }
 
 /// `^[A-Z][A-Z0-9_]*$`: the form of a secret reference (an environment variable or file name).
+/// Why `name` is not a valid provider (or MCP server, route) name.
+fn name_rule(name: &str) -> String {
+    format!(
+        "'{name}' must match ^[a-z][a-z0-9-]*$ and be at most {MAX_PROVIDER_NAME_LEN} characters"
+    )
+}
+
 pub fn is_valid_secret_ref(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
@@ -584,6 +596,14 @@ impl GatewayConfig {
         }
         for (i, k) in self.api_keys.iter().enumerate() {
             refs.push((format!("api_keys[{i}].secret"), k.secret.as_str()));
+        }
+        for (i, s) in self.mcp.servers.iter().enumerate() {
+            if let Some(c) = &s.credential {
+                refs.push((
+                    format!("mcp.servers[{i}].credential.secret"),
+                    c.secret.as_str(),
+                ));
+            }
         }
         refs
     }
@@ -703,13 +723,7 @@ impl RawConfig {
         for (i, p) in self.providers.into_iter().enumerate() {
             let f = |name: &str| format!("providers[{i}].{name}");
             if !is_valid_provider_name(&p.name) {
-                err(
-                    f("name"),
-                    format!(
-                        "'{}' must match ^[a-z][a-z0-9-]*$ and be at most {MAX_PROVIDER_NAME_LEN} characters",
-                        p.name
-                    ),
-                );
+                err(f("name"), name_rule(&p.name));
             }
             if providers.iter().any(|q: &ProviderConfig| q.name == p.name) {
                 err(f("name"), format!("duplicate provider name '{}'", p.name));
@@ -955,6 +969,18 @@ impl RawConfig {
             unified::validate_virtual_models(self.virtual_models, &providers, &mut err);
         let policies = unified::validate_policies(self.policies, &virtual_models, &mut err);
         let rate_limits = limits::validate_rate_limits(self.rate_limits, &providers, &mut err);
+        let mcp = mcp::validate_mcp(self.mcp, &mut err);
+        for (i, s) in mcp.servers.iter().enumerate() {
+            check_rules(format!("mcp.servers[{i}].access"), &s.access, &mut err);
+            for (tool, rules) in &s.tool_access {
+                let rules = Some(rules.clone());
+                check_rules(
+                    format!("mcp.servers[{i}].tool_access.{tool}"),
+                    &rules,
+                    &mut err,
+                );
+            }
+        }
 
         if errors.is_empty() {
             Ok(GatewayConfig {
@@ -967,6 +993,7 @@ impl RawConfig {
                 virtual_models,
                 policies,
                 rate_limits,
+                mcp,
             })
         } else {
             Err(ConfigErrors(errors))

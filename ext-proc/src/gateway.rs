@@ -126,6 +126,13 @@ impl Gateway {
         }
     }
 
+    /// Queues an MCP tool call's record; never blocks.
+    pub fn submit_tool_call(&self, record: crate::mcp::record::ToolCallRecord) {
+        if let Some(sink) = self.records.get() {
+            sink.submit_tool_call(record);
+        }
+    }
+
     /// Queues a usage record; the receiver fires once it is committed (PostgreSQL mode
     /// holds a response's end until then). `None`: not queued.
     pub fn submit_committed(

@@ -26,6 +26,7 @@ pub mod exchange;
 pub mod feed;
 pub mod gateway;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 pub mod pricing;
 pub mod providers;

@@ -36,6 +36,7 @@ pub mod time;
 
 pub use sink::{RecordSink, ShutdownReport, SinkConfig, SinkStats};
 
+use crate::mcp::record::ToolCallRecord;
 use crate::record::UsageRecord;
 use serde::Serialize;
 use time::UtcDay;
@@ -66,7 +67,18 @@ pub trait UsageStore: Send + Sync + 'static {
 
     /// Raw records in `[from, to)`, oldest first, at most `limit`.
     fn records(&self, range: TimeRange, limit: usize) -> Result<Vec<UsageRecord>, StoreError>;
+
+    /// Inserts MCP tool-call records in one transaction (none kept on error).
+    fn insert_tool_calls(&self, calls: &[ToolCallRecord]) -> Result<(), StoreError>;
+
+    /// Tool calls in `[from, to)`, newest first, at most `limit`.
+    fn tool_calls(&self, range: TimeRange, limit: usize)
+        -> Result<Vec<ToolCallRecord>, StoreError>;
 }
+
+/// The columns of a tool-call row, in [`ToolCallRecord`] order (both backends).
+pub const TOOL_CALL_COLUMNS: &str = "time_ms, route, server, tool, principal, user_id, agent_id,
+    status, latency_ms, request_bytes, response_bytes, error";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -22,11 +22,13 @@
 //! handshake or on a query): a server that accepts but never answers blocks the call.
 
 use super::time::{UtcDay, MS_PER_DAY};
+use super::TOOL_CALL_COLUMNS;
 use super::{
     from_sql_int, stored_provider_type, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint,
     SeriesQuery, StoreError, TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
     RECORD_COLUMNS,
 };
+use crate::mcp::record::{ToolCallRecord, ToolCallStatus};
 use crate::record::{Outcome, UsageRecord};
 use crate::usage::Usage;
 use ::postgres::types::ToSql;
@@ -48,6 +50,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         2,
         include_str!("postgres/migrations/0002_shared_counters.sql"),
     ),
+    (3, include_str!("postgres/migrations/0003_tool_calls.sql")),
 ];
 
 /// The schema version this build writes: the last migration's.
@@ -621,6 +624,81 @@ impl UsageStore for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self.read(|s| s.query(&sql, &[&range.from_ms, &range.to_ms, &limit]))?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    fn insert_tool_calls(&self, calls: &[ToolCallRecord]) -> Result<(), StoreError> {
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO aigw_tool_calls ({TOOL_CALL_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        off_runtime(|| {
+            run(&self.config, &self.writer, |session| {
+                let insert = session.prepare(&sql).map_err(Failed::retry_if_lost)?;
+                let mut tx = session
+                    .client
+                    .transaction()
+                    .map_err(Failed::retry_if_lost)?;
+                for c in calls {
+                    tx.execute(
+                        &insert,
+                        &[
+                            &c.time_ms,
+                            &c.route,
+                            &c.server,
+                            &c.tool,
+                            &c.principal,
+                            &c.user,
+                            &c.agent,
+                            &c.status.as_str(),
+                            &int(c.latency_ms),
+                            &int(c.request_bytes),
+                            &int(c.response_bytes),
+                            &c.error,
+                        ],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+        })
+    }
+
+    fn tool_calls(
+        &self,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<ToolCallRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TOOL_CALL_COLUMNS} FROM aigw_tool_calls
+             WHERE time_ms >= $1 AND time_ms < $2
+             ORDER BY time_ms DESC, id DESC LIMIT $3"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.read(|s| s.query(&sql, &[&range.from_ms, &range.to_ms, &limit]))?;
+        let uint = |v: i64| v.max(0) as u64;
+        rows.iter()
+            .map(|row| -> Result<ToolCallRecord, StoreError> {
+                let status: String = row.try_get(7)?;
+                Ok(ToolCallRecord {
+                    time_ms: row.try_get(0)?,
+                    route: row.try_get(1)?,
+                    server: row.try_get(2)?,
+                    tool: row.try_get(3)?,
+                    principal: row.try_get(4)?,
+                    user: row.try_get(5)?,
+                    agent: row.try_get(6)?,
+                    status: ToolCallStatus::parse(&status).unwrap_or(ToolCallStatus::UpstreamError),
+                    latency_ms: uint(row.try_get(8)?),
+                    request_bytes: uint(row.try_get(9)?),
+                    response_bytes: uint(row.try_get(10)?),
+                    error: row.try_get(11)?,
+                })
+            })
+            .collect()
     }
 }
 

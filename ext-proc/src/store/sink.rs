@@ -10,6 +10,7 @@
 //! drains both and commits before returning, within its timeout.
 
 use super::UsageStore;
+use crate::mcp::record::ToolCallRecord;
 use crate::metrics::Metrics;
 use crate::record::UsageRecord;
 use std::collections::VecDeque;
@@ -99,6 +100,7 @@ struct Worker {
 enum Message {
     /// With a sender when the submitter waits for the commit.
     Record(Box<UsageRecord>, Option<Ack>),
+    ToolCall(Box<ToolCallRecord>),
     /// Wakes an idle writer so it sees the shutdown at once.
     Wake,
 }
@@ -143,6 +145,7 @@ impl RecordSink {
             config,
             pending: VecDeque::new(),
             acks: VecDeque::new(),
+            tool_calls: VecDeque::new(),
             urgent: false,
             oldest_at: None,
             retry_at: None,
@@ -183,12 +186,17 @@ impl RecordSink {
         self.send(record, Some(tx)).then_some(rx)
     }
 
+    /// Queues an MCP tool call's record, like [`submit`](Self::submit).
+    pub fn submit_tool_call(&self, record: ToolCallRecord) {
+        self.send_message(Message::ToolCall(Box::new(record)));
+    }
+
     fn send(&self, record: UsageRecord, ack: Option<Ack>) -> bool {
-        match self
-            .inner
-            .tx
-            .try_send(Message::Record(Box::new(record), ack))
-        {
+        self.send_message(Message::Record(Box::new(record), ack))
+    }
+
+    fn send_message(&self, message: Message) -> bool {
+        match self.inner.tx.try_send(message) {
             Ok(()) => {
                 self.inner.shared.accepted.fetch_add(1, Ordering::Relaxed);
                 true
@@ -265,6 +273,8 @@ struct Writer {
     pending: VecDeque<UsageRecord>,
     /// The waiting submitters of `pending`'s records, in the same order.
     acks: VecDeque<Option<Ack>>,
+    /// Tool-call records received, not yet committed (their own table, own transaction).
+    tool_calls: VecDeque<ToolCallRecord>,
     /// A pending record's submitter waits: write without waiting for the batch window.
     urgent: bool,
     /// When the oldest pending record arrived: its batch closes `batch_window` later.
@@ -296,8 +306,9 @@ impl Writer {
             if self.should_write(now, closing) {
                 self.write_batch(now);
             }
-            self.metrics.set_store_pending(self.pending.len());
-            if closing && self.pending.is_empty() && self.queue_empty {
+            self.metrics
+                .set_store_pending(self.pending.len() + self.tool_calls.len());
+            if closing && self.pending_len() == 0 && self.queue_empty {
                 return;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -321,7 +332,7 @@ impl Writer {
         let until = |at: Instant| at.saturating_duration_since(now);
         let wait = if let Some(retry_at) = self.retry_at {
             until(retry_at)
-        } else if closing || self.urgent || self.pending.len() >= self.config.batch_max {
+        } else if closing || self.urgent || self.pending_len() >= self.config.batch_max {
             Duration::ZERO
         } else if let Some(oldest) = self.oldest_at {
             until(oldest + self.config.batch_window)
@@ -340,7 +351,7 @@ impl Writer {
         let room = self
             .config
             .retry_capacity
-            .saturating_sub(self.pending.len());
+            .saturating_sub(self.pending_len());
         if self.disconnected_at.is_some() {
             // Nothing can arrive any more; a receive would return at once, so sleep instead
             // of spinning until the retry.
@@ -356,6 +367,7 @@ impl Writer {
             return;
         }
         let mut received = Vec::new();
+        let mut tool_calls = 0;
         let mut next = if wait.is_zero() {
             try_recv(&self.rx)
         } else {
@@ -368,6 +380,10 @@ impl Writer {
                     received.push(*record);
                     self.acks.push_back(ack);
                 }
+                Ok(Message::ToolCall(record)) => {
+                    self.tool_calls.push_back(*record);
+                    tool_calls += 1;
+                }
                 Ok(Message::Wake) => {}
                 Err(RecvTimeoutError::Timeout) => {
                     self.queue_empty = true;
@@ -379,13 +395,13 @@ impl Writer {
                     break;
                 }
             }
-            if received.len() >= room {
+            if received.len() + tool_calls >= room {
                 self.queue_empty = false;
                 break;
             }
             next = try_recv(&self.rx);
         }
-        if received.is_empty() {
+        if received.is_empty() && tool_calls == 0 {
             return;
         }
         self.metrics.observe(&received);
@@ -393,13 +409,17 @@ impl Writer {
         self.pending.extend(received);
     }
 
+    fn pending_len(&self) -> usize {
+        self.pending.len() + self.tool_calls.len()
+    }
+
     fn should_write(&self, now: Instant, closing: bool) -> bool {
-        if self.pending.is_empty() || self.retry_at.is_some_and(|at| now < at) {
+        if self.pending_len() == 0 || self.retry_at.is_some_and(|at| now < at) {
             return false;
         }
         closing
             || self.urgent
-            || self.pending.len() >= self.config.batch_max
+            || self.pending_len() >= self.config.batch_max
             || self
                 .oldest_at
                 .is_none_or(|oldest| now >= oldest + self.config.batch_window)
@@ -408,11 +428,28 @@ impl Writer {
     /// Commits the oldest `batch_max` pending records; on failure keeps them and schedules
     /// a retry.
     fn write_batch(&mut self, now: Instant) {
+        // Tool calls: their own table and transaction; kept for the retry on failure.
+        let t = self.tool_calls.len().min(self.config.batch_max);
+        let tool_result = if t == 0 {
+            Ok(())
+        } else {
+            let batch = &self.tool_calls.make_contiguous()[..t];
+            catch_unwind(AssertUnwindSafe(|| self.store.insert_tool_calls(batch)))
+                .unwrap_or_else(|_| Err(super::StoreError::Corrupt("the backend panicked".into())))
+        };
+        if tool_result.is_ok() {
+            self.tool_calls.drain(..t);
+            self.shared.committed.fetch_add(t as u64, Ordering::Relaxed);
+        }
         let n = self.pending.len().min(self.config.batch_max);
         let batch = &self.pending.make_contiguous()[..n];
         // A backend that panics is treated as one that failed: the writer must outlive it.
-        let result = catch_unwind(AssertUnwindSafe(|| self.store.insert_batch(batch)))
-            .unwrap_or_else(|_| Err(super::StoreError::Corrupt("the backend panicked".into())));
+        let result = match tool_result {
+            Err(e) => Err(e),
+            Ok(()) if n == 0 => Ok(()),
+            Ok(()) => catch_unwind(AssertUnwindSafe(|| self.store.insert_batch(batch)))
+                .unwrap_or_else(|_| Err(super::StoreError::Corrupt("the backend panicked".into()))),
+        };
         match result {
             Ok(()) => {
                 self.pending.drain(..n);
@@ -431,7 +468,7 @@ impl Writer {
                 self.failures = 0;
                 self.retry_at = None;
                 self.backoff = self.config.retry_min;
-                if self.pending.is_empty() {
+                if self.pending_len() == 0 {
                     self.oldest_at = None;
                 }
             }
@@ -460,11 +497,12 @@ impl Writer {
 
     /// The deadline passed with records still uncommitted: count them as lost.
     fn give_up(&mut self) {
-        let mut lost = self.pending.len() as u64;
+        let mut lost = self.pending_len() as u64;
         self.pending.clear();
+        self.tool_calls.clear();
         self.acks.clear();
         while let Ok(message) = self.rx.try_recv() {
-            if let Message::Record(..) = message {
+            if let Message::Record(..) | Message::ToolCall(_) = message {
                 lost += 1;
             }
         }

@@ -9,11 +9,13 @@
 //! (`sqlite/migrations/NNNN_*.sql`); the `schema_version` table records those applied.
 
 use super::time::{UtcDay, MS_PER_DAY};
+use super::TOOL_CALL_COLUMNS;
 use super::{
     from_sql_int, stored_provider_type, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint,
     SeriesQuery, StoreError, TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
     RECORD_COLUMNS,
 };
+use crate::mcp::record::{ToolCallRecord, ToolCallStatus};
 use crate::record::{Outcome, UsageRecord};
 use crate::usage::Usage;
 use rusqlite::types::Type;
@@ -24,7 +26,10 @@ use std::time::Duration;
 
 /// Applied in order at open; a database records the highest it has in `schema_version`.
 /// Never edit one that has shipped: add the next.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/migrations/0001_usage_records.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sqlite/migrations/0001_usage_records.sql")),
+    (2, include_str!("sqlite/migrations/0002_tool_calls.sql")),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -279,6 +284,67 @@ impl UsageStore for SqliteStore {
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![range.from_ms, range.to_ms, limit], record_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn insert_tool_calls(&self, calls: &[ToolCallRecord]) -> Result<(), StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(&format!(
+                "INSERT INTO tool_calls ({TOOL_CALL_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            ))?;
+            for c in calls {
+                insert.execute(params![
+                    c.time_ms,
+                    c.route,
+                    c.server,
+                    c.tool,
+                    c.principal,
+                    c.user,
+                    c.agent,
+                    c.status.as_str(),
+                    to_sql_int(c.latency_ms),
+                    to_sql_int(c.request_bytes),
+                    to_sql_int(c.response_bytes),
+                    c.error,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn tool_calls(
+        &self,
+        range: TimeRange,
+        limit: usize,
+    ) -> Result<Vec<ToolCallRecord>, StoreError> {
+        let conn = self.read_conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TOOL_CALL_COLUMNS} FROM tool_calls
+             WHERE time_ms >= ?1 AND time_ms < ?2
+             ORDER BY time_ms DESC, id DESC LIMIT ?3"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![range.from_ms, range.to_ms, limit], |row| {
+            let status: String = row.get(7)?;
+            Ok(ToolCallRecord {
+                time_ms: row.get(0)?,
+                route: row.get(1)?,
+                server: row.get(2)?,
+                tool: row.get(3)?,
+                principal: row.get(4)?,
+                user: row.get(5)?,
+                agent: row.get(6)?,
+                status: ToolCallStatus::parse(&status).unwrap_or(ToolCallStatus::UpstreamError),
+                latency_ms: row.get::<_, i64>(8)?.max(0) as u64,
+                request_bytes: row.get::<_, i64>(9)?.max(0) as u64,
+                response_bytes: row.get::<_, i64>(10)?.max(0) as u64,
+                error: row.get(11)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

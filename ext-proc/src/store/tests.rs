@@ -3,6 +3,7 @@
 
 use super::sqlite::{SqliteOptions, SqliteStore};
 use super::*;
+use crate::mcp::record::ToolCallRecord;
 use crate::metrics::Metrics;
 use crate::record::Outcome;
 use crate::usage::Usage;
@@ -175,6 +176,14 @@ impl UsageStore for FakeStore {
     fn records(&self, _: TimeRange, _: usize) -> Result<Vec<UsageRecord>, StoreError> {
         Ok(self.records.lock().unwrap().clone())
     }
+
+    fn insert_tool_calls(&self, _: &[ToolCallRecord]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn tool_calls(&self, _: TimeRange, _: usize) -> Result<Vec<ToolCallRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 #[test]
@@ -230,6 +239,12 @@ pub(crate) fn shutdown_drains(sqlite: Arc<dyn UsageStore>) {
         }
         fn records(&self, r: TimeRange, l: usize) -> Result<Vec<UsageRecord>, StoreError> {
             self.0.records(r, l)
+        }
+        fn insert_tool_calls(&self, c: &[ToolCallRecord]) -> Result<(), StoreError> {
+            self.0.insert_tool_calls(c)
+        }
+        fn tool_calls(&self, r: TimeRange, l: usize) -> Result<Vec<ToolCallRecord>, StoreError> {
+            self.0.tool_calls(r, l)
         }
     }
     let config = SinkConfig {
@@ -424,4 +439,59 @@ fn token_totals_add_up_without_reasoning() {
     });
     assert_eq!(sum.cost_nanousd, u64::MAX, "saturates");
     assert_eq!(sum.tokens.reasoning, 100);
+}
+
+/// A tool call of `tool` at `time_ms` (shared with the backends' tests).
+pub(crate) fn tool_call(time_ms: i64, tool: &str) -> ToolCallRecord {
+    ToolCallRecord {
+        time_ms,
+        route: "default".into(),
+        server: "tickets".into(),
+        tool: tool.into(),
+        principal: "app".into(),
+        user: Some("alice".into()),
+        agent: None,
+        status: crate::mcp::record::ToolCallStatus::ToolError,
+        latency_ms: 12,
+        request_bytes: 34,
+        response_bytes: 56,
+        error: Some("the tool said no".into()),
+    }
+}
+
+/// Tool calls come back whole, newest first, within the range (every backend).
+pub(crate) fn tool_calls_round_trip(store: &dyn UsageStore) {
+    let calls = [
+        tool_call(JAN_31, "a"),
+        tool_call(JAN_31 + 1, "b"),
+        tool_call(JAN_31 + 2, "c"),
+    ];
+    store.insert_tool_calls(&calls).unwrap();
+    let all = TimeRange {
+        from_ms: 0,
+        to_ms: i64::MAX,
+    };
+    let got = store.tool_calls(all, 10).unwrap();
+    assert_eq!(got, [calls[2].clone(), calls[1].clone(), calls[0].clone()]);
+    let first = TimeRange {
+        from_ms: JAN_31,
+        to_ms: JAN_31 + 1,
+    };
+    assert_eq!(store.tool_calls(first, 10).unwrap(), [calls[0].clone()]);
+    assert_eq!(store.tool_calls(all, 1).unwrap().len(), 1);
+}
+
+#[test]
+fn tool_calls_go_through_the_sink() {
+    let (_dir, store) = temp_store();
+    let sink = RecordSink::start(store.clone(), Arc::default(), SinkConfig::default()).unwrap();
+    sink.submit_tool_call(tool_call(JAN_31, "x"));
+    sink.submit(record(JAN_31, "openai", "gpt-4o"));
+    sink.shutdown(Duration::from_secs(5));
+    let all = TimeRange {
+        from_ms: 0,
+        to_ms: i64::MAX,
+    };
+    assert_eq!(store.tool_calls(all, 10).unwrap(), [tool_call(JAN_31, "x")]);
+    assert_eq!(count(store.as_ref()), 1);
 }

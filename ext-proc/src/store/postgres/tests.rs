@@ -736,3 +736,9 @@ async fn works_from_a_current_thread_runtime() {
         .unwrap();
     assert_eq!(count(&store), 1);
 }
+
+#[test]
+fn tool_calls_round_trip() {
+    let store = PostgresStore::open(&test_server::database()).unwrap();
+    crate::store::tests::tool_calls_round_trip(&store);
+}

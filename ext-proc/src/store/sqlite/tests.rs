@@ -393,3 +393,8 @@ fn queries_use_the_time_indexes() {
         assert!(p.contains(index), "{column}: {p}");
     }
 }
+
+#[test]
+fn tool_calls_round_trip() {
+    crate::store::tests::tool_calls_round_trip(&SqliteStore::open_in_memory().unwrap());
+}
