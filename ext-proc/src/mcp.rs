@@ -2,3 +2,4 @@
 //! MCP servers.
 
 pub mod record;
+pub mod search;

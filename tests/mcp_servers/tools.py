@@ -47,7 +47,8 @@ class SessionRegistry:
     A `ServerSession` is a per-request proxy, but its standalone channel belongs to the
     connection and stays usable after that request has finished. Sessions are recorded
     by a server middleware on every inbound message (so a client that only initialized
-    is known too) and dropped when a send to them fails.
+    is known too) and forgotten when their connection closes (client DELETE, idle
+    timeout; a send to a closed one would be dropped silently) or a send fails.
     """
 
     def __init__(self) -> None:
@@ -55,9 +56,17 @@ class SessionRegistry:
 
     async def middleware(self, ctx: Any, call_next: Any) -> Any:
         if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
-            connection = getattr(ctx.session, "_connection", ctx.session)
-            self._sessions[id(connection)] = ctx.session
+            # The SDK keeps the per-connection state (mcp.server.connection.Connection) private here.
+            connection = getattr(ctx.session, "_connection", None)
+            key = id(connection if connection is not None else ctx.session)
+            if key not in self._sessions:
+                self._sessions[key] = ctx.session
+                if connection is not None:
+                    connection.exit_stack.callback(self._sessions.pop, key, None)
         return await call_next(ctx)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
 
     async def broadcast_tools_changed(self) -> int:
         sent = 0
