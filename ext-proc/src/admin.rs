@@ -8,6 +8,8 @@
 //! | `GET /api/v1/usage/series?from=&to=&granularity=&group_by=&provider=&model=&user=&agent=` | admin | JSON series |
 //! | `GET /api/v1/usage/series.csv?…` | admin | the same points as CSV |
 //! | `GET /api/v1/usage/records.csv?from=&to=&limit=` | admin | raw records as CSV |
+//! | `GET /api/v1/tool-calls?from=&to=&limit=` | admin | MCP tool calls, newest first ([`crate::mcp::record`]) |
+//! | `GET /api/v1/mcp/servers` | admin | each upstream MCP server: connected, tools, last error |
 //! | `GET /api/v1/budgets` | admin | every agent's budget now ([`budgets`]) |
 //! | `GET /api/v1/config` | admin | the live config's version, reloads, the last refusal ([`config`]) |
 //! | `GET /`, `GET /api/v1/providers`, `POST /api/v1/providers/{name}/test` | see [`dashboard`] | the operator dashboard |
@@ -126,6 +128,7 @@ impl AdminApi {
             .route("/api/v1/usage/series", get(api::usage_series))
             .route("/api/v1/usage/series.csv", get(api::usage_series_csv))
             .route("/api/v1/usage/records.csv", get(api::records_csv))
+            .route("/api/v1/tool-calls", get(api::tool_calls))
             .route_layer(axum::middleware::from_fn_with_state(
                 Arc::clone(&self.auth),
                 require,

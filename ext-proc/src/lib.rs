@@ -10,6 +10,8 @@
 //!   and access, [`budgets`] (reserve), [`providers`] (the upstream credential from
 //!   [`secrets`], or a SigV4 signature), then [`accounting`] along the response ([`usage`]
 //!   extraction, [`pricing`]) into a [`record`].
+//! - [`mcp`]: the MCP gateway at `/mcp`: upstream MCP servers aggregated, or behind a
+//!   tool search (deferred loading).
 //! - [`store`]: records written off the request path (SQLite); [`admin`] serves the usage
 //!   API and [`metrics`] on the admin port.
 //! - [`gateway`]: shared state (the [`gateway::Live`] config and what is built from it,
@@ -82,6 +84,8 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let gateway = Arc::new(Gateway::start(loaded, sources).await?);
     let unified = unified::Unified::new(Arc::clone(&gateway), &settings.envoy_url)
         .map_err(RunError::Unified)?;
+    let mcp = mcp::McpGateway::start(Arc::clone(&gateway), Default::default())
+        .map_err(RunError::Unified)?;
     gateway.spawn_refresh(Duration::from_millis(settings.secrets_refresh_ms.max(50)));
 
     // Usage records: a store fed by a writer thread; metrics follow the records.
@@ -92,14 +96,16 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             .map_err(|e| store_error(&settings, e.to_string()))?;
     gateway.set_records(sink.clone());
     if settings.admin_listen != "off" {
-        serve_admin(&settings, &gateway, store, metrics).await?;
+        serve_admin(&settings, &gateway, store, metrics, &mcp).await?;
     }
 
     let service = ExternalProcessorServer::new(server::Processor::new(Arc::clone(&gateway)))
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);
     // ext_proc and, on the same port, the filter's fast-path feed and the unified endpoint.
-    let http = feed::router(Arc::clone(&gateway)).merge(unified::router(Arc::new(unified)));
+    let http = feed::router(Arc::clone(&gateway))
+        .merge(unified::router(Arc::new(unified)))
+        .merge(mcp::router(Arc::clone(&mcp)));
     let routes = tonic::service::Routes::from(http).add_service(service);
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -134,6 +140,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             )
             .await?;
     }
+    mcp.stop();
     // Every accepted record is committed before the process ends.
     let report = sink.shutdown(Duration::from_secs(5));
     tracing::info!(
@@ -247,6 +254,7 @@ async fn serve_admin(
     gw: &Arc<Gateway>,
     store: Arc<dyn store::UsageStore>,
     metrics: Arc<metrics::Metrics>,
+    mcp: &Arc<mcp::McpGateway>,
 ) -> Result<(), RunError> {
     let secret_name = settings.admin_token_secret.clone();
     let token = gw
@@ -278,6 +286,7 @@ async fn serve_admin(
         .known_providers(Arc::new(names))
         .protect(admin::budgets::router(Arc::clone(gw)))
         .protect(admin::config::router(Arc::clone(gw)))
+        .protect(mcp::admin_router(Arc::clone(mcp)))
         .protect(admin::dashboard::router(Arc::clone(gw)))
         .router();
     let listener = tokio::net::TcpListener::bind(&settings.admin_listen)

@@ -102,6 +102,20 @@ pub async fn usage_series_csv(
     ))
 }
 
+/// MCP tool calls in the range, newest first.
+pub async fn tool_calls(
+    State(state): AppState,
+    params: Result<Query<RecordsParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (range, limit) = params
+        .map_err(bad_query)?
+        .0
+        .into_range_and_limit(now_ms())?;
+    let store = Arc::clone(&state.store);
+    let calls = blocking(move || store.tool_calls(range, limit)).await?;
+    Ok(json(&serde_json::json!({ "tool_calls": calls })))
+}
+
 pub async fn records_csv(
     State(state): AppState,
     params: Result<Query<RecordsParams>, QueryRejection>,
