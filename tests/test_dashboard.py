@@ -27,12 +27,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import anthropic
+import anyio
 import openai
 import pytest
 from google import genai
 from google.genai import types
 
 from harness import REPO, Gateway, free_port, new_gateway_key, provider, wait_for
+from harness.mcp import McpServer, mcp_client
 
 BROWSER_DIR = REPO / "tests" / "browser"
 SCRIPT = BROWSER_DIR / "dashboard.mjs"
@@ -40,7 +42,7 @@ CHROMIUM = Path(os.environ.get("AIGW_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "tests" / "artifacts" / "dashboard"
 SCREENSHOTS = REPO / "docs" / "screenshots"
 SCREENSHOT_PAGES = ("login", "home", "providers", "provider", "provider-test-failed", "usage",
-                    "usage-by-model", "usage-hourly-by-user", "budgets")
+                    "usage-by-model", "usage-hourly-by-user", "budgets", "tools")
 
 PROVIDER = "local"  # the provider whose detail page is checked
 FAILING = "unreachable"  # base URL on a closed port
@@ -107,7 +109,10 @@ class Dash:
         return admin_json(self.gw, path)
 
 
-def _gateway(workdir: Path, mock) -> tuple[Gateway, dict[str, str]]:
+MCP_KEY = "tools-upstream-key-for-the-dashboard"
+
+
+def _gateway(workdir: Path, mock, mcp_tools) -> tuple[Gateway, dict[str, str]]:
     keys = {agent: new_gateway_key() for agent in AGENTS}
     secrets = dict(UPSTREAM_KEYS)
     secrets.update({f"KEY_{agent.upper()}": key for agent, key in keys.items()})
@@ -132,6 +137,13 @@ def _gateway(workdir: Path, mock) -> tuple[Gateway, dict[str, str]]:
         "default": {"cap_usd": "1.00", "window": "daily", "warn_at_percent": 80},
         "agents": {"delta": {"cap_usd": "0.05", "window": "daily", "warn_at_percent": 80}},
     }
+    secrets["MCP_TOOLS_KEY"] = MCP_KEY
+    gw.initial_secrets["MCP_TOOLS_KEY"] = MCP_KEY
+    gw.plugin["mcp"] = {"mode": "aggregate", "servers": [
+        {"name": "tools", "url": f"http://127.0.0.1:{mcp_tools.port}/mcp",
+         "credential": {"secret": "MCP_TOOLS_KEY", "header": "x-api-key"}},
+        {"name": "offline", "url": f"http://127.0.0.1:{free_port()}/mcp"},
+    ]}
     gw.start()
     return gw, keys
 
@@ -169,6 +181,16 @@ def _traffic(gw: Gateway, keys: dict[str, str]) -> int:
         n += 1
     with pytest.raises(openai.APIStatusError):  # nothing listens there
         oa("gamma", FAILING).chat.completions.create(model="x", messages=msgs, max_tokens=1)
+
+    async def tool_calls():  # through the MCP gateway: one ok, one tool error
+        async with mcp_client(gw.base, keys["alpha"]) as c:
+            wait = time.monotonic() + 20
+            while "tools__add" not in {t.name for t in (await c.list_tools()).tools}:
+                assert time.monotonic() < wait, "the MCP server did not connect"
+                await anyio.sleep(0.1)
+            await c.call_tool("tools__add", {"a": 1, "b": 2})
+            await c.call_tool("tools__fail", {})
+    anyio.run(tool_calls)
     return n
 
 
@@ -181,7 +203,8 @@ def _records(gw: Gateway) -> list[dict]:
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory, _upstream_server) -> Dash:
     _upstream_server.reset()  # the session's mock: no settings left over from other tests
-    gw, keys = _gateway(tmp_path_factory.mktemp("dashboard"), _upstream_server)
+    mcp_tools = McpServer(tmp_path_factory.mktemp("dashboard-mcp"), "tools.py", "--key", MCP_KEY).start()
+    gw, keys = _gateway(tmp_path_factory.mktemp("dashboard"), _upstream_server, mcp_tools)
     try:
         expected = _traffic(gw, keys)
         seen: list[int] = []
@@ -213,6 +236,7 @@ def dash(tmp_path_factory, _upstream_server) -> Dash:
         yield Dash(gw, out, keys)
     finally:
         gw.stop()
+        mcp_tools.stop()
 
 
 # --------------------------------------------------------------------------- the tests
@@ -337,7 +361,7 @@ def test_provider_detail_matches_the_api(dash):
 def test_no_secret_value_reaches_the_browser(dash):
     assert set(dash.out["html"]) == set(SCREENSHOT_PAGES)
     blob = json.dumps(dash.out)  # every page's markup, every text the script read
-    for value in list(UPSTREAM_KEYS.values()) + list(dash.keys.values()):
+    for value in list(UPSTREAM_KEYS.values()) + list(dash.keys.values()) + [MCP_KEY]:
         assert value not in blob
     for export in ARTIFACTS.glob("*.csv"):
         assert all(v not in export.read_text() for v in UPSTREAM_KEYS.values())
@@ -455,6 +479,19 @@ def test_budgets_page_matches_the_api(dash):
         assert b["resets_at"].replace("T", " ").replace("Z", " UTC") in r["resets"]
     assert "over cap" in rows["delta"]["used"] and "near cap" in rows["alpha"]["used"]
     assert rows["delta"]["cap"] == "$0.05"
+
+
+def test_mcp_tools_page_matches_the_api(dash):
+    servers = {s["name"]: s for s in dash.api("/api/v1/mcp/servers")["servers"]}
+    rows = {r["key"]: r for r in dash.out["mcpServers"]}
+    assert set(rows) == {"tools", "offline"} == set(servers)
+    assert rows["tools"]["cells"]["tools"] == str(servers["tools"]["tools"]) and "connected" in rows["tools"]["text"]
+    assert "down" in rows["offline"]["text"] and servers["offline"]["error"] in rows["offline"]["cells"]["error"]
+    calls = dash.api("/api/v1/tool-calls?limit=200")["tool_calls"]
+    shown = [(r["key"], r["cells"]["latency"], r["cells"]["request-bytes"]) for r in dash.out["toolCalls"]]
+    assert shown == [(f"{c['server']}/{c['tool']}/{c['status']}", f"{c['latency_ms']} ms", str(c["request_bytes"]))
+                     for c in calls]
+    assert {k for k, _, _ in shown} == {"tools/add/ok", "tools/fail/tool_error"}
 
 
 def test_screenshots_of_every_page(dash):

@@ -554,9 +554,9 @@ def test_rendered_gateway_matches_envoy_yaml(base):
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
     assert [r.get("name") for r in routes] == [
         "aigw-upstream-https-fast", "aigw-upstream-http-fast", "aigw-upstream-https", "aigw-upstream-http",
-        "aigw-unified", "aigw-providers-entry", "aigw-not-found", "other-app"]
+        "aigw-unified", "aigw-mcp", "aigw-providers-entry", "aigw-not-found", "other-app"]
     ref_routes = ref_hcm["route_config"]["virtual_hosts"][0]["routes"]
-    for r, ref in zip(routes[:5], ref_routes[:5]):
+    for r, ref in zip(routes[:6], ref_routes[:6]):
         assert _without(r, "name", "typed_per_filter_config") == _without(ref, "typed_per_filter_config"), r["name"]
         ref_off = ref.get("typed_per_filter_config", {}).get("envoy.filters.http.ext_proc")
         off = r["typed_per_filter_config"]["envoy.filters.http.ext_proc"]
@@ -567,7 +567,7 @@ def test_rendered_gateway_matches_envoy_yaml(base):
     # The entry route covers every path the filter takes (core/src/path.rs) and is a backstop
     # like envoy.yaml's catch-all: its answer, ext_proc off.
     prefix = re.search(r'PROXY_PREFIX: &str = "([^"]+)"', (REPO / "core" / "src" / "path.rs").read_text()).group(1)
-    entry, ref_catch_all = routes[5], ref_routes[-1]
+    entry, ref_catch_all = routes[6], ref_routes[-1]
     assert entry["match"] == {"prefix": prefix}
     assert _without(entry, "name", "match") == _without(ref_catch_all, "match")
 

@@ -11,26 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sys
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-import httpx2
 import mcp_types as types
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from harness import Gateway
-from harness.procs import Managed, free_port
+from harness.mcp import McpServer, mcp_client
+from harness.procs import free_port
 from harness.usage import admin_json
-
-HERE = Path(__file__).resolve().parent
-SERVERS = HERE / "mcp_servers"
 CATALOG_TOKEN = "catalog-upstream-token-0123456789"
 TOOLS_KEY = "tools-upstream-key-0123456789"
 KEYS = {"app": "gw-mcp-app-" + "1" * 21, "limited": "gw-mcp-limited-" + "2" * 17, "ops": "gw-mcp-ops-" + "3" * 21}
@@ -55,25 +47,6 @@ RELEVANCE = [
     ("pod logs", "catalog__kubernetes_get_pod_logs"),
     ("add two numbers", "tools__add"),
 ]
-
-
-class McpServer:
-    """One upstream test server (tests/mcp_servers/*.py) as our child, on a free port."""
-
-    def __init__(self, workdir: Path, script: str, *args: str):
-        self.script, self.args, self.workdir = script, args, workdir
-        self.port = free_port()
-        self.proc: Managed | None = None
-
-    def start(self) -> "McpServer":
-        self.proc = Managed(Path(self.script).stem, [sys.executable, SERVERS / self.script, "--port", str(self.port),
-                                                     *self.args], self.workdir)
-        self.proc.wait_until("READY", lambda: "READY" in self.proc.stdout(), 20)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +112,8 @@ def wait_servers(gw, tools: dict[str, int], timeout: float = 20.0) -> None:
         time.sleep(0.1)
 
 
-@asynccontextmanager
-async def client(gw, path="/mcp", key="app", mode="legacy", handler=None):
-    headers = {"Authorization": f"Bearer {KEYS[key]}"}
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0)) as http:
-        async with Client(streamable_http_client(f"{gw.base}{path}", http_client=http), mode=mode,
-                          message_handler=handler) as c:
-            yield c
+def client(gw, path="/mcp", key="app", mode="legacy", handler=None):
+    return mcp_client(gw.base, KEYS[key], path, mode, handler)
 
 
 async def all_tools(c) -> list:

@@ -95,7 +95,13 @@ impl McpGateway {
                             m.rebuild();
                         }
                     });
-                    Upstream::start(s, Arc::clone(&gw.secrets), http.clone(), changed, stop.child_token())
+                    Upstream::start(
+                        s,
+                        Arc::clone(&gw.secrets),
+                        http.clone(),
+                        changed,
+                        stop.child_token(),
+                    )
                 })
                 .collect();
             Self {
@@ -209,7 +215,11 @@ pub fn router(mcp: Arc<McpGateway>) -> axum::Router {
 }
 
 /// The gateway token and the route, before any MCP handling.
-async fn authenticate(State(mcp): State<Arc<McpGateway>>, mut req: Request, next: Next) -> Response {
+async fn authenticate(
+    State(mcp): State<Arc<McpGateway>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let live = mcp.gw.live();
     let route = req
         .uri()
@@ -275,18 +285,31 @@ impl Endpoint {
     }
 
     /// Calls the tool shown as `name` for the caller, recorded.
-    async fn call(&self, view: &View, name: &str, arguments: Option<JsonObject>) -> Result<CallToolResult, ErrorData> {
+    async fn call(
+        &self,
+        view: &View,
+        name: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<CallToolResult, ErrorData> {
         let started = Instant::now();
         let time_ms = crate::store::time::now_ms();
         let request_bytes = arguments
             .as_ref()
             .map_or(0, |a| serde_json::to_vec(a).map_or(0, |v| v.len() as u64));
         let found = view.catalog.get(name);
-        let record = |server: &str, tool: &str, status: ToolCallStatus, response_bytes: u64, error: Option<String>| {
+        let record = |server: &str,
+                      tool: &str,
+                      status: ToolCallStatus,
+                      response_bytes: u64,
+                      error: Option<String>| {
             let p = &view.caller.principal;
             self.mcp.gw.submit_tool_call(ToolCallRecord {
                 time_ms,
-                route: view.caller.route.clone().unwrap_or_else(|| DEFAULT_ROUTE.into()),
+                route: view
+                    .caller
+                    .route
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_ROUTE.into()),
                 server: server.to_string(),
                 tool: tool.to_string(),
                 principal: p.subject.clone(),
@@ -304,10 +327,19 @@ impl Endpoint {
                 .split_once(aigw_core::config::mcp::TOOL_SEPARATOR)
                 .unwrap_or(("", name));
             record(server, tool, ToolCallStatus::UnknownTool, 0, None);
-            return Err(ErrorData::invalid_params(format!("no tool named '{name}'"), None));
+            return Err(ErrorData::invalid_params(
+                format!("no tool named '{name}'"),
+                None,
+            ));
         };
         if !view.visible.contains(&i) {
-            record(&tool.server_name, &tool.name, ToolCallStatus::Denied, 0, None);
+            record(
+                &tool.server_name,
+                &tool.name,
+                ToolCallStatus::Denied,
+                0,
+                None,
+            );
             return Err(ErrorData::invalid_params(
                 format!("the tool '{name}' is not permitted for this caller"),
                 None,
@@ -318,7 +350,13 @@ impl Endpoint {
             // A tool execution error, so a model can correct its arguments (MCP 2025-11-25).
             let msg = format!("invalid arguments for '{name}': {why}");
             let result = CallToolResult::error(vec![ContentBlock::text(msg.clone())]);
-            record(&tool.server_name, &tool.name, ToolCallStatus::InvalidArguments, size(&result), Some(msg));
+            record(
+                &tool.server_name,
+                &tool.name,
+                ToolCallStatus::InvalidArguments,
+                size(&result),
+                Some(msg),
+            );
             return Ok(result);
         }
         let upstream = &self.mcp.upstreams[tool.server];
@@ -337,7 +375,13 @@ impl Endpoint {
             }
             Err(why) => {
                 let result = CallToolResult::error(vec![ContentBlock::text(why.clone())]);
-                record(&tool.server_name, &tool.name, ToolCallStatus::UpstreamError, size(&result), Some(why));
+                record(
+                    &tool.server_name,
+                    &tool.name,
+                    ToolCallStatus::UpstreamError,
+                    size(&result),
+                    Some(why),
+                );
                 Ok(result)
             }
         }
@@ -386,7 +430,10 @@ fn may_use(config: &GatewayConfig, server: &str, tool: &str, p: &Principal) -> b
     let Some(s) = config.mcp.server(server) else {
         return false; // removed by a reload
     };
-    if s.allowed_tools.as_ref().is_some_and(|a| !a.iter().any(|t| t == tool)) {
+    if s.allowed_tools
+        .as_ref()
+        .is_some_and(|a| !a.iter().any(|t| t == tool))
+    {
         return false;
     }
     let rules = s
@@ -474,13 +521,21 @@ impl ServerHandler for Endpoint {
                 let mut args = request.arguments.unwrap_or_default();
                 let name = match args.remove("name") {
                     Some(Value::String(n)) => n,
-                    _ => return Err(ErrorData::invalid_params("`name` (a string) is required", None)),
+                    _ => {
+                        return Err(ErrorData::invalid_params(
+                            "`name` (a string) is required",
+                            None,
+                        ))
+                    }
                 };
                 let arguments = match args.remove("arguments") {
                     None | Some(Value::Null) => None,
                     Some(Value::Object(o)) => Some(o),
                     Some(_) => {
-                        return Err(ErrorData::invalid_params("`arguments` must be an object", None))
+                        return Err(ErrorData::invalid_params(
+                            "`arguments` must be an object",
+                            None,
+                        ))
                     }
                 };
                 self.call(&view, &name, arguments).await?

@@ -237,6 +237,15 @@ try {
   out.budgets = await rows(page, "#budgets-table", "agent");
   await shot(page, "budgets");
 
+  // ---- MCP tools
+  await page.click('#nav a[data-nav="tools"]');
+  await ready(page, "tools");
+  out.mcpServers = await rows(page, "#mcp-servers-table", "server");
+  out.toolCalls = await rows(page, "#tool-calls-table", "call");
+  await shot(page, "tools");
+  await page.click('#nav a[data-nav="budgets"]');
+  await ready(page, "budgets");
+
   // ---- the token survives a reload in this tab; signing out forgets it
   await page.reload();
   await ready(page, "budgets");

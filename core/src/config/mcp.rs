@@ -210,7 +210,7 @@ pub(super) fn validate_mcp(raw: Option<RawMcp>, err: &mut dyn FnMut(String, Stri
                 prefix,
             }
         });
-        for (tool, _) in &s.tool_access {
+        for tool in s.tool_access.keys() {
             let listed = s.allowed_tools.as_ref().is_none_or(|a| a.contains(tool));
             if !listed {
                 err(

@@ -367,3 +367,62 @@ fn rate_limits() {
         assert!(e.contains(want), "missing {want:?} in {e}");
     }
 }
+
+#[test]
+fn mcp_servers_and_routes() {
+    let c = parse(
+        r#"{"api_keys":[{"name":"ops","secret":"OPS"}],"mcp":{
+        "servers":[
+          {"name":"gh","url":"https://mcp.example/mcp","credential":{"secret":"GH_TOKEN"}},
+          {"name":"tix","url":"http://tix:8000/sse","transport":"sse",
+           "credential":{"secret":"TIX","header":"X-Api-Key"},
+           "allowed_tools":["close"],"tool_access":{"close":[{"api_key":"ops"}]}}],
+        "routes":[{"name":"all","mode":"aggregate"}]}}"#,
+    )
+    .unwrap();
+    let m = &c.mcp;
+    assert_eq!(m.mode, McpMode::Deferred);
+    assert_eq!(m.search_results, mcp::DEFAULT_SEARCH_RESULTS);
+    let gh = m.server("gh").unwrap().credential.as_ref().unwrap();
+    assert_eq!(
+        (gh.header.as_str(), gh.prefix.as_str()),
+        ("authorization", "Bearer ")
+    );
+    let tix = m.server("tix").unwrap();
+    assert_eq!(tix.transport, McpTransport::Sse);
+    assert_eq!(tix.credential.as_ref().unwrap().header, "x-api-key");
+    assert_eq!(tix.credential.as_ref().unwrap().prefix, "");
+    assert!(m.route("all").unwrap().includes("tix"));
+    let refs: Vec<_> = c
+        .secret_refs()
+        .into_iter()
+        .map(|(f, s)| format!("{f}={s}"))
+        .collect();
+    assert!(
+        refs.contains(&"mcp.servers[1].credential.secret=TIX".to_string()),
+        "{refs:?}"
+    );
+}
+
+#[test]
+fn mcp_errors_name_the_field() {
+    let e = parse(
+        r#"{"mcp":{"servers":[
+          {"name":"A_B","url":"ftp://x"},
+          {"name":"ok","url":"http://h/mcp","tool_access":{"t":[{"api_key":"nobody"}]},
+           "allowed_tools":["u"]}],
+        "routes":[{"name":"r","mode":"aggregate","servers":["missing"]}],
+        "search_results":0}}"#,
+    )
+    .unwrap_err();
+    for field in [
+        "mcp.servers[0].name",
+        "mcp.servers[0].url",
+        "mcp.servers[1].tool_access.t: names a tool that is not in allowed_tools",
+        "mcp.servers[1].tool_access.t[0].api_key",
+        "mcp.routes[0].servers[0]: no MCP server named 'missing'",
+        "mcp.search_results",
+    ] {
+        assert!(e.contains(field), "{field} not in {e}");
+    }
+}

@@ -88,7 +88,10 @@ impl Upstream {
     ) -> Result<CallToolResult, String> {
         let Some(peer) = self.peer.load_full() else {
             let why = self.listing().error.clone().unwrap_or_default();
-            return Err(format!("MCP server '{}' is not connected: {why}", self.config.name));
+            return Err(format!(
+                "MCP server '{}' is not connected: {why}",
+                self.config.name
+            ));
         };
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = arguments;
@@ -106,7 +109,11 @@ impl Upstream {
                 ) {
                     self.reconnect.notify_one();
                 }
-                Err(format!("MCP server '{}': {}", self.config.name, describe(&e)))
+                Err(format!(
+                    "MCP server '{}': {}",
+                    self.config.name,
+                    describe(&e)
+                ))
             }
         }
     }
@@ -241,7 +248,8 @@ impl Upstream {
         };
         let session = match self.config.transport {
             McpTransport::StreamableHttp => {
-                let mut config = StreamableHttpClientTransportConfig::with_uri(self.config.url.clone());
+                let mut config =
+                    StreamableHttpClientTransportConfig::with_uri(self.config.url.clone());
                 match credential {
                     Some((c, v)) if c.header == "authorization" && c.prefix == "Bearer " => {
                         config = config.auth_header(v);
@@ -250,7 +258,9 @@ impl Upstream {
                         let name = axum::http::HeaderName::from_bytes(c.header.as_bytes())
                             .map_err(|e| e.to_string())?;
                         let value = axum::http::HeaderValue::from_str(&format!("{}{v}", c.prefix))
-                            .map_err(|_| format!("secret {} is not a valid header value", c.secret))?;
+                            .map_err(|_| {
+                                format!("secret {} is not a valid header value", c.secret)
+                            })?;
                         config = config.custom_headers([(name, value)].into_iter().collect());
                     }
                     None => {}
@@ -267,10 +277,14 @@ impl Upstream {
                         .map_err(|_| format!("secret {} is not a valid header value", c.secret))?;
                     headers.insert(name, value);
                 }
-                let transport =
-                    sse::SseTransport::connect(http.clone(), &self.config.url, headers, CONNECT_TIMEOUT)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                let transport = sse::SseTransport::connect(
+                    http.clone(),
+                    &self.config.url,
+                    headers,
+                    CONNECT_TIMEOUT,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 handler.serve(transport).await.map_err(|e| e.to_string())?
             }
         };

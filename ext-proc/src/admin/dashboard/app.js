@@ -255,6 +255,7 @@ async function render() {
     providers: () => (parts[1] ? providerPage(parts[1]) : providersPage()),
     usage: () => usagePage(params),
     budgets: () => budgetsPage(),
+    tools: () => toolsPage(),
   };
   const name = page === "providers" && parts[1] ? "provider" : page;
   try {
@@ -985,6 +986,41 @@ async function budgetsPage() {
     card({},
       table(["Agent", { label: "Spent", num: true }, { label: "Reserved", num: true }, { label: "Cap", num: true },
         "Used", "Window", "Window start", "Resets"], rows, { id: "budgets-table", empty: "No agent has made a request in its current budget window, or no budget is configured." })));
+}
+
+// --------------------------------------------------------------------------- MCP tools
+
+async function toolsPage() {
+  const [srv, calls] = await Promise.all([api("/api/v1/mcp/servers"), api("/api/v1/tool-calls?limit=200")]);
+  const serverRows = srv.servers.map((s) =>
+    h("tr", { dataset: { server: s.name } },
+      h("td", {}, s.name),
+      h("td", {}, s.connected ? badge("connected", "ok") : badge("down", "bad")),
+      num(fmtInt(s.tools), { dataset: { k: "tools" } }),
+      h("td", { class: "mono" }, s.url),
+      h("td", { class: "muted", dataset: { k: "error" } }, s.error || "")));
+  const callRows = calls.tool_calls.map((c) =>
+    h("tr", { dataset: { call: `${c.server}/${c.tool}/${c.status}` } },
+      h("td", { class: "mono" }, fmtTime(new Date(c.time_ms).toISOString())),
+      h("td", {}, c.principal, c.agent ? h("div", { class: "muted" }, `agent ${c.agent}`) : null),
+      h("td", {}, c.server),
+      h("td", { class: "mono" }, c.tool),
+      h("td", {}, badge(c.status, c.status === "ok" ? "ok" : c.status === "tool_error" ? "warn" : "bad")),
+      num(`${fmtInt(c.latency_ms)} ms`, { dataset: { k: "latency" } }),
+      num(fmtInt(c.request_bytes), { dataset: { k: "request-bytes" } }),
+      num(fmtInt(c.response_bytes), { dataset: { k: "response-bytes" } })));
+  const failed = calls.tool_calls.filter((c) => c.status !== "ok").length;
+  return h("div", {},
+    pageHead("MCP Tools", "The upstream MCP servers behind /mcp, and the latest tool calls through the gateway."),
+    h("div", { class: "grid" },
+      stat("t-servers", "Servers connected", `${srv.servers.filter((s) => s.connected).length} / ${srv.servers.length}`, null),
+      stat("t-calls", "Recent calls", String(calls.tool_calls.length), "the latest 200"),
+      stat("t-failed", "Not ok", String(failed), "tool errors, refusals, upstream errors")),
+    card({}, table(["Server", "Status", { label: "Tools", num: true }, "URL", "Last error"], serverRows,
+      { id: "mcp-servers-table", empty: "No MCP server is configured." })),
+    card({}, table(["Time", "Principal", "Server", "Tool", "Status", { label: "Latency", num: true },
+      { label: "Request bytes", num: true }, { label: "Response bytes", num: true }], callRows,
+      { id: "tool-calls-table", empty: "No tool call yet." })));
 }
 
 // --------------------------------------------------------------------------- start

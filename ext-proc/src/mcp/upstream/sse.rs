@@ -45,7 +45,8 @@ impl SseTransport {
         headers: reqwest::header::HeaderMap,
         timeout: Duration,
     ) -> Result<Self, SseError> {
-        let url = reqwest::Url::parse(url).map_err(|e| SseError::BadUrl(url.into(), e.to_string()))?;
+        let url =
+            reqwest::Url::parse(url).map_err(|e| SseError::BadUrl(url.into(), e.to_string()))?;
         let get = http
             .get(url.clone())
             .headers(headers.clone())
@@ -86,7 +87,9 @@ impl SseTransport {
                                     break; // the session is gone
                                 }
                             }
-                            Err(e) => tracing::debug!(error = %e, "undecodable SSE message dropped"),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "undecodable SSE message dropped")
+                            }
                         }
                     }
                     Some(_) => {}
@@ -123,7 +126,11 @@ impl Transport<RoleClient> for SseTransport {
         &mut self,
         item: ClientJsonRpcMessage,
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let (http, url, headers) = (self.http.clone(), self.post_url.clone(), self.headers.clone());
+        let (http, url, headers) = (
+            self.http.clone(),
+            self.post_url.clone(),
+            self.headers.clone(),
+        );
         async move {
             let resp = http
                 .post(url)
