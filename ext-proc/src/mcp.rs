@@ -252,6 +252,8 @@ pub struct Endpoint {
 struct View {
     caller: Caller,
     mode: McpMode,
+    /// The most tools `search_tools` returns.
+    search_results: usize,
     catalog: Arc<Catalog>,
     visible: Vec<usize>,
 }
@@ -279,6 +281,7 @@ impl Endpoint {
         Ok(View {
             caller,
             mode,
+            search_results: mcp.search_results,
             catalog,
             visible,
         })
@@ -345,7 +348,9 @@ impl Endpoint {
                 None,
             ));
         }
-        let args_value = Value::Object(arguments.clone().unwrap_or_default());
+        // Checked as a JSON value, then handed on without a copy.
+        let sent = arguments.is_some();
+        let args_value = Value::Object(arguments.unwrap_or_default());
         if let Err(why) = tool.check(&args_value) {
             // A tool execution error, so a model can correct its arguments (MCP 2025-11-25).
             let msg = format!("invalid arguments for '{name}': {why}");
@@ -359,6 +364,10 @@ impl Endpoint {
             );
             return Ok(result);
         }
+        let arguments = match args_value {
+            Value::Object(map) if sent => Some(map),
+            _ => None,
+        };
         let upstream = &self.mcp.upstreams[tool.server];
         match upstream.call(&tool.name, arguments).await {
             Ok(mut result) => {
@@ -393,7 +402,7 @@ impl Endpoint {
             .get("query")
             .and_then(Value::as_str)
             .ok_or_else(|| ErrorData::invalid_params("`query` (a string) is required", None))?;
-        let max = self.mcp.gw.live().config.mcp.search_results;
+        let max = view.search_results;
         let limit = arguments
             .get("limit")
             .and_then(Value::as_u64)
@@ -409,9 +418,9 @@ impl Endpoint {
                 serde_json::to_value(t).unwrap_or(Value::Null)
             })
             .collect();
-        let found = json!({ "tools": tools });
-        let mut result = CallToolResult::structured(found.clone());
-        if tools.is_empty() {
+        let none = tools.is_empty();
+        let mut result = CallToolResult::structured(json!({ "tools": Value::Array(tools) }));
+        if none {
             result.content = vec![ContentBlock::text(format!(
                 "no tool matches '{query}'; try other words"
             ))];
@@ -502,7 +511,7 @@ impl ServerHandler for Endpoint {
                 .iter()
                 .map(|&i| view.catalog.tools[i].exposed.clone())
                 .collect(),
-            McpMode::Deferred => meta_tools(self.mcp.gw.live().config.mcp.search_results),
+            McpMode::Deferred => meta_tools(view.search_results),
         };
         Ok(ListToolsResult::with_all_items(tools))
     }

@@ -235,48 +235,35 @@ impl Upstream {
         let handler = Handler {
             upstream: Arc::downgrade(self),
         };
-        // The credential as the secret store holds it now (a rotation applies on reconnect).
+        // The credential as the secret store holds it now (a rotation applies on reconnect),
+        // as the header the server expects.
         let credential = match &self.config.credential {
             None => None,
             Some(c) => {
                 let snap = secrets.snapshot();
-                let value = snap
+                let secret = snap
                     .get(&c.secret)
                     .ok_or_else(|| format!("secret {} is not in the secret store", c.secret))?;
-                Some((c, value.expose().to_string()))
+                let name = reqwest::header::HeaderName::from_bytes(c.header.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                let value = reqwest::header::HeaderValue::from_str(&format!(
+                    "{}{}",
+                    c.prefix,
+                    secret.expose()
+                ))
+                .map_err(|_| format!("secret {} is not a valid header value", c.secret))?;
+                Some((name, value))
             }
         };
         let session = match self.config.transport {
             McpTransport::StreamableHttp => {
-                let mut config =
-                    StreamableHttpClientTransportConfig::with_uri(self.config.url.clone());
-                match credential {
-                    Some((c, v)) if c.header == "authorization" && c.prefix == "Bearer " => {
-                        config = config.auth_header(v);
-                    }
-                    Some((c, v)) => {
-                        let name = axum::http::HeaderName::from_bytes(c.header.as_bytes())
-                            .map_err(|e| e.to_string())?;
-                        let value = axum::http::HeaderValue::from_str(&format!("{}{v}", c.prefix))
-                            .map_err(|_| {
-                                format!("secret {} is not a valid header value", c.secret)
-                            })?;
-                        config = config.custom_headers([(name, value)].into_iter().collect());
-                    }
-                    None => {}
-                }
+                let config = StreamableHttpClientTransportConfig::with_uri(self.config.url.clone())
+                    .custom_headers(credential.into_iter().collect());
                 let transport = StreamableHttpClientTransport::from_config(config);
                 handler.serve(transport).await.map_err(|e| e.to_string())?
             }
             McpTransport::Sse => {
-                let mut headers = reqwest::header::HeaderMap::new();
-                if let Some((c, v)) = credential {
-                    let name = reqwest::header::HeaderName::from_bytes(c.header.as_bytes())
-                        .map_err(|e| e.to_string())?;
-                    let value = reqwest::header::HeaderValue::from_str(&format!("{}{v}", c.prefix))
-                        .map_err(|_| format!("secret {} is not a valid header value", c.secret))?;
-                    headers.insert(name, value);
-                }
+                let headers = credential.into_iter().collect();
                 let transport = sse::SseTransport::connect(
                     http.clone(),
                     &self.config.url,
