@@ -11,9 +11,11 @@ use std::fmt;
 
 pub mod limits;
 pub mod mcp;
+pub mod request_logs;
 pub mod unified;
 pub use limits::{LimitKey, LimitKind, RateLimit};
 pub use mcp::{McpConfig, McpMode, McpServer, McpTransport};
+pub use request_logs::RequestLogConfig;
 pub use unified::{Policy, PolicyAction, Target, VirtualModel};
 
 pub const MAX_PROVIDER_NAME_LEN: usize = 63;
@@ -38,6 +40,7 @@ struct RawConfig {
     #[serde(default)]
     rate_limits: Vec<limits::RawRateLimit>,
     mcp: Option<mcp::RawMcp>,
+    request_logs: Option<request_logs::RawRequestLogs>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +99,8 @@ struct RawProvider {
     access: Option<Vec<AccessRule>>,
     gateway_token_required: Option<bool>,
     models: Option<Vec<RawModel>>,
+    #[serde(default)]
+    log_requests: bool,
 }
 
 /// A model of a provider's allowlist: its name, or its name with price overrides.
@@ -160,6 +165,8 @@ pub struct GatewayConfig {
     pub rate_limits: Vec<RateLimit>,
     /// The MCP gateway's upstream servers and routes.
     pub mcp: McpConfig,
+    /// Body size caps, redaction and retention of the request logs.
+    pub request_logs: RequestLogConfig,
 }
 
 /// Spend caps per agent, enforced before the upstream call.
@@ -292,6 +299,8 @@ pub struct ProviderConfig {
     pub gateway_token_required: bool,
     /// The models that may be used (`None`: every model), with optional price overrides.
     pub models: Option<Vec<ModelConfig>>,
+    /// Whether calls keep their bodies in the request log (see [`RequestLogConfig`]).
+    pub log_requests: bool,
 }
 
 /// One allowed model. `prices` holds the override fields as written (`input`, `output`,
@@ -821,6 +830,7 @@ impl RawConfig {
                     aws,
                     access: p.access,
                     gateway_token_required: p.gateway_token_required.unwrap_or(true),
+                    log_requests: p.log_requests,
                     models: p.models.map(|ms| {
                         ms.into_iter()
                             .map(|m| match m {
@@ -970,6 +980,7 @@ impl RawConfig {
         let policies = unified::validate_policies(self.policies, &virtual_models, &mut err);
         let rate_limits = limits::validate_rate_limits(self.rate_limits, &providers, &mut err);
         let mcp = mcp::validate_mcp(self.mcp, &mut err);
+        let request_logs = request_logs::validate_request_logs(self.request_logs, &mut err);
         for (i, s) in mcp.servers.iter().enumerate() {
             check_rules(format!("mcp.servers[{i}].access"), &s.access, &mut err);
             for (tool, rules) in &s.tool_access {
@@ -994,6 +1005,7 @@ impl RawConfig {
                 policies,
                 rate_limits,
                 mcp,
+                request_logs,
             })
         } else {
             Err(ConfigErrors(errors))

@@ -20,6 +20,6 @@ pub mod hex;
 pub mod path;
 pub mod provider;
 
-pub use config::{GatewayConfig, ProviderConfig, UpstreamUrl};
+pub use config::{GatewayConfig, ProviderConfig, RequestLogConfig, UpstreamUrl};
 pub use error::{ErrorKind, GatewayError};
 pub use provider::ProviderKind;

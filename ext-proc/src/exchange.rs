@@ -7,7 +7,8 @@
 //! 2. Request body: the model and stream flag; OpenAI chat streams get `include_usage`;
 //!    Bedrock bodies are signed ([`crate::providers::bedrock`]).
 //! 3. Response headers and body: the usage extractor reads along; nothing is held back.
-//! 4. End of the response, or the stream dropped (client gone): the usage record is queued.
+//! 4. End of the response, or the stream dropped (client gone): the usage record is queued,
+//!    and for a provider that logs its calls, the request log ([`crate::request_log`]).
 //!
 //! Any failure becomes the gateway's JSON error as an `ImmediateResponse`: nothing is forwarded.
 
@@ -18,6 +19,7 @@ use crate::gateway::{Gateway, Live};
 use crate::limits;
 use crate::providers::bedrock::Pending;
 use crate::providers::{self, Mutation, Upstream};
+use crate::request_log::{writer::PendingLog, Capture};
 use crate::store::csv::nanousd_to_usd as usd;
 use crate::usage::ApiFormat;
 use aigw_core::handoff::{Route, CREDENTIAL_ATTRIBUTE, ROUTE_ATTRIBUTE};
@@ -58,6 +60,8 @@ pub struct Exchange {
     admitted: Option<Admitted>,
     /// The `x-ratelimit-*` headers of a refusal.
     refusal_headers: Vec<(&'static str, String)>,
+    /// The request log's copy, when the provider logs its calls.
+    capture: Option<Capture>,
 }
 
 impl Exchange {
@@ -72,6 +76,7 @@ impl Exchange {
             principal: None,
             admitted: None,
             refusal_headers: Vec::new(),
+            capture: None,
         }
     }
 
@@ -157,12 +162,17 @@ impl Exchange {
         });
         let metered = accounting.is_metered();
         check_model(provider, accounting.model_requested.as_deref())?;
-        self.openai_chat = matches!(
-            crate::usage::detect(route.kind, method, path, None),
-            Some(ApiFormat::OpenaiChat(_))
-        );
+        let format = crate::usage::detect(route.kind, method, path, None);
+        self.openai_chat = matches!(format, Some(ApiFormat::OpenaiChat(_)));
         self.accounting = Some(accounting);
-        // The body is read for usage (model, stream), signing, and any model list.
+        let logged = metered && provider.log_requests;
+        if logged {
+            self.capture = Some(Capture::new(
+                live.config.request_logs.max_body_bytes,
+                format,
+            ));
+        }
+        // The body is read for usage (model, stream), signing, any model list and the log.
         let wants_body = !headers.end_of_stream
             && (metered || route.kind == ProviderKind::Bedrock || provider.models.is_some());
 
@@ -211,6 +221,9 @@ impl Exchange {
                 "request body arrived in pieces; the request body mode must be BUFFERED"
             );
             return Err(misconfigured());
+        }
+        if let Some(c) = &mut self.capture {
+            c.on_request_body(&body.body);
         }
         let checked = self.needs_readable_body();
         let facts = match request_body::read(&body.body, self.openai_chat) {
@@ -297,6 +310,9 @@ impl Exchange {
                 mutation.set(k, v.into_bytes());
             }
         }
+        if let Some(c) = &mut self.capture {
+            c.on_response_headers(header(h, "content-type"));
+        }
         if let Some(a) = &mut self.accounting {
             a.on_response_headers(status, |name| header(h, name).map(str::to_string));
             if headers.end_of_stream || !a.is_metered() {
@@ -314,6 +330,9 @@ impl Exchange {
     async fn on_response_body(&mut self, body: &HttpBody) -> ProcessingResponse {
         if let Some(a) = &mut self.accounting {
             a.on_response_body(&body.body);
+        }
+        if let Some(c) = &mut self.capture {
+            c.on_response_body(&body.body);
         }
         let mut common = CommonResponse::default();
         if let Some(f) = &mut self.usage_chunk_filter {
@@ -405,6 +424,15 @@ impl Exchange {
         let live = &self.live;
         let mut record = a.finish(client_gone);
         record.price(|provider, kind, model, usage| live.price(provider, kind, model, usage));
+        if let Some(c) = self.capture.take() {
+            gw.submit_request_log(PendingLog {
+                time_ms: record.time_ms,
+                request_id: record.request_id.clone(),
+                provider: record.provider.clone(),
+                captured: c.finish(),
+                redactor: Arc::clone(&live.redactor),
+            });
+        }
         let used = Used {
             usage_reported: record.usage_reported,
             status: record.status,

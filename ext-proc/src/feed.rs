@@ -3,8 +3,8 @@
 //! gRPC port, next to ext_proc, to Envoy only.
 //!
 //! A provider is on the fast path when the filter can do everything the sidecar would:
-//! a static upstream key (not Bedrock's SigV4, not Anthropic passthrough) and no `models`
-//! list to check. A key may use it there when access allows it, no budget applies to its
+//! a static upstream key (not Bedrock's SigV4, not Anthropic passthrough), no `models`
+//! list to check and no request log to keep. A key may use it there when access allows it, no budget applies to its
 //! agent and no rate limit to the provider (both need a reservation before the call). Everything else keeps the sidecar
 //! path, so the fast path never answers differently, it only skips the round trip.
 //!
@@ -39,7 +39,9 @@ pub fn snapshot(gw: &Gateway) -> Snapshot {
             let eligible = p.enabled
                 && p.kind != ProviderKind::Bedrock
                 && !p.authorization_passthrough
-                && p.models.is_none();
+                && p.models.is_none()
+                // The filter never sees bodies for the request log.
+                && !p.log_requests;
             if !eligible {
                 continue;
             }

@@ -24,6 +24,7 @@ pub struct Gateway {
     pub secrets: Arc<SecretStore>,
     pub api_keys: ArcSwap<ApiKeys>,
     records: std::sync::OnceLock<crate::store::sink::RecordSink>,
+    request_logs: std::sync::OnceLock<crate::request_log::RequestLogWriter>,
     /// Budgets and limits shared with other replicas, when configured.
     shared: std::sync::OnceLock<crate::shared::SharedState>,
     /// The admin port's metrics; the request path only bumps lock-free counters.
@@ -53,6 +54,8 @@ pub struct Live {
     pub policies: Policies,
     /// The unified endpoint's ejected pool targets.
     pub ejections: Ejections,
+    /// The request logs' redaction rules, compiled.
+    pub redactor: Arc<crate::request_log::redact::Redactor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,8 @@ pub enum StartError {
     Pricing { field: String, reason: String },
     #[error("{0}")]
     Policy(String),
+    #[error(transparent)]
+    Redaction(#[from] crate::request_log::redact::BadRule),
 }
 
 impl Gateway {
@@ -83,6 +88,7 @@ impl Gateway {
             secrets,
             api_keys: ArcSwap::from_pointee(keys),
             records: std::sync::OnceLock::new(),
+            request_logs: std::sync::OnceLock::new(),
             shared: std::sync::OnceLock::new(),
             metrics: Default::default(),
             sources,
@@ -114,9 +120,26 @@ impl Gateway {
             })
             .await;
         }
+        if let Some(w) = self.request_logs.get() {
+            w.set_retention(crate::request_log::writer::Retention::of(
+                &next.config.request_logs,
+            ));
+        }
         self.api_keys.store(Arc::new(keys));
         self.live.store(next);
         Ok(())
+    }
+
+    /// Queues a request log for the store; never blocks (dropped and counted when full).
+    pub fn submit_request_log(&self, log: crate::request_log::writer::PendingLog) {
+        if let Some(w) = self.request_logs.get() {
+            w.submit(log);
+        }
+    }
+
+    /// Connects the request-log writer (once, at start-up).
+    pub fn set_request_logs(&self, writer: crate::request_log::RequestLogWriter) {
+        let _ = self.request_logs.set(writer);
     }
 
     /// Queues a usage record for the store; never blocks.
@@ -251,6 +274,9 @@ impl Live {
         }
         let pricing = catalogs(&config)?;
         let policies = Policies::compile(&config.policies).map_err(StartError::Policy)?;
+        let redactor = Arc::new(crate::request_log::redact::Redactor::new(
+            &config.request_logs,
+        )?);
         let mut bedrock = HashMap::new();
         for p in config
             .providers
@@ -305,6 +331,7 @@ impl Live {
             limits,
             policies,
             ejections,
+            redactor,
         };
         Ok((live, keys))
     }

@@ -12,8 +12,10 @@
 //!   extraction, [`pricing`]) into a [`record`].
 //! - [`mcp`]: the MCP gateway at `/mcp`: upstream MCP servers aggregated, or behind a
 //!   tool search (deferred loading).
-//! - [`store`]: records written off the request path (SQLite); [`admin`] serves the usage
-//!   API and [`metrics`] on the admin port.
+//! - [`store`]: records written off the request path (SQLite or PostgreSQL); [`admin`]
+//!   serves the usage API and [`metrics`] on the admin port.
+//! - [`request_log`]: the bodies of calls to providers that log them, captured along the
+//!   exchange, redacted and stored off the request path, pruned by retention.
 //! - [`gateway`]: shared state (the [`gateway::Live`] config and what is built from it,
 //!   secret store, API keys) and its refresh; [`reload`] swaps in a changed config file.
 //! - [`config_file`]: reads the filter's plugin configuration out of the Envoy YAML.
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod pricing;
 pub mod providers;
 pub mod reload;
+pub mod request_log;
 pub mod secrets;
 pub mod server;
 pub mod settings;
@@ -95,6 +98,11 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         store::RecordSink::start(Arc::clone(&store), Arc::clone(&metrics), Default::default())
             .map_err(|e| store_error(&settings, e.to_string()))?;
     gateway.set_records(sink.clone());
+    let retention = request_log::writer::Retention::of(&gateway.live().config.request_logs);
+    let logs =
+        request_log::RequestLogWriter::start(Arc::clone(&store), Arc::clone(&metrics), retention)
+            .map_err(|e| store_error(&settings, e.to_string()))?;
+    gateway.set_request_logs(logs);
     if settings.admin_listen != "off" {
         serve_admin(&settings, &gateway, store, metrics, &mcp).await?;
     }

@@ -23,6 +23,9 @@
 //! | `aigw_config_reloads_total` | counter | none |
 //! | `aigw_config_reload_failures_total` | counter | none |
 //! | `aigw_config_file_refused` | gauge: 1 while the config file's content is refused | none |
+//! | `aigw_request_logs_stored_total` | counter | none |
+//! | `aigw_request_logs_dropped_total` | counter | `reason`: `queue_full`, `store_error` |
+//! | `aigw_request_logs_deleted_total` | counter: removed by retention | none |
 //!
 //! - `gen_ai_provider_name`: the provider's configured name.
 //! - `gen_ai_request_model`: the requested model, else the answered one, else `unknown`;
@@ -71,6 +74,11 @@ pub struct Metrics {
     config_reloads: AtomicU64,
     config_reload_failures: AtomicU64,
     config_file_refused: AtomicU64,
+    /// Request logs: stored, dropped (queue full; store failed), deleted by retention.
+    pub request_logs_stored: AtomicU64,
+    pub request_logs_dropped_queue_full: AtomicU64,
+    pub request_logs_dropped_store_error: AtomicU64,
+    pub request_logs_deleted: AtomicU64,
     models_per_provider: usize,
     series: Mutex<Series>,
 }
@@ -158,6 +166,10 @@ impl Metrics {
             config_reloads: AtomicU64::new(0),
             config_reload_failures: AtomicU64::new(0),
             config_file_refused: AtomicU64::new(0),
+            request_logs_stored: AtomicU64::new(0),
+            request_logs_dropped_queue_full: AtomicU64::new(0),
+            request_logs_dropped_store_error: AtomicU64::new(0),
+            request_logs_deleted: AtomicU64::new(0),
             models_per_provider,
             series: Mutex::new(Series::default()),
         }
@@ -292,9 +304,38 @@ impl Metrics {
                 "1 while the config file holds a config that was refused.",
                 self.config_file_refused.load(Ordering::Relaxed),
             ),
+            (
+                "aigw_request_logs_stored_total",
+                "counter",
+                "Request logs (bodies) stored.",
+                self.request_logs_stored.load(Ordering::Relaxed),
+            ),
+            (
+                "aigw_request_logs_deleted_total",
+                "counter",
+                "Request logs deleted by retention (age or total size).",
+                self.request_logs_deleted.load(Ordering::Relaxed),
+            ),
         ] {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
+        }
+        let name = "aigw_request_logs_dropped_total";
+        header(
+            &mut out,
+            name,
+            "counter",
+            "Request logs not stored: the log queue was full, or the store failed.",
+        );
+        for (reason, n) in [
+            ("queue_full", &self.request_logs_dropped_queue_full),
+            ("store_error", &self.request_logs_dropped_store_error),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{reason=\"{reason}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
         }
         out
     }

@@ -38,6 +38,7 @@ pub use sink::{RecordSink, ShutdownReport, SinkConfig, SinkStats};
 
 use crate::mcp::record::ToolCallRecord;
 use crate::record::UsageRecord;
+use crate::request_log::RequestLog;
 use serde::Serialize;
 use time::UtcDay;
 
@@ -74,6 +75,80 @@ pub trait UsageStore: Send + Sync + 'static {
     /// Tool calls in `[from, to)`, newest first, at most `limit`.
     fn tool_calls(&self, range: TimeRange, limit: usize)
         -> Result<Vec<ToolCallRecord>, StoreError>;
+
+    /// Inserts request logs in one transaction (none kept on error).
+    fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<(), StoreError>;
+
+    /// Usage records matching `query`, newest first, each with whether a log is stored.
+    fn requests(&self, query: &RequestQuery) -> Result<Vec<RequestRow>, StoreError>;
+
+    /// The usage records of one request id (several for a call that fell back), oldest
+    /// first, and its log if one is stored.
+    fn request(
+        &self,
+        request_id: &str,
+    ) -> Result<(Vec<UsageRecord>, Option<RequestLog>), StoreError>;
+
+    /// Retention: deletes the logs of requests that started before `before_ms`, then the
+    /// oldest ones while all that remain weigh more than `max_total_bytes`. Returns how
+    /// many were deleted.
+    fn prune_request_logs(&self, before_ms: i64, max_total_bytes: u64) -> Result<u64, StoreError>;
+}
+
+/// The columns of a request-log row, in [`RequestLog`] order, then `bytes` (both backends).
+pub const REQUEST_LOG_COLUMNS: &str = "time_ms, request_id, provider, request_body,
+    request_truncated, response_kind, response_body, response_truncated";
+
+/// The Requests page's query: a time range, the usage filters, a status filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestQuery {
+    pub range: TimeRange,
+    pub filter: SeriesFilter,
+    pub status: Option<StatusFilter>,
+    pub limit: usize,
+}
+
+/// Which upstream statuses a request query keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// One status, e.g. `429`.
+    Exact(u16),
+    /// A class: `2xx` is `Class(2)`.
+    Class(u16),
+    /// No response (0), or 400 and above.
+    Error,
+}
+
+impl StatusFilter {
+    /// `200`, `4xx`, `error`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "error" => Some(Self::Error),
+            _ if s.len() == 3 && s.ends_with("xx") => {
+                let c = s[..1].parse().ok().filter(|c| (1..=5).contains(c))?;
+                Some(Self::Class(c))
+            }
+            _ => s.parse().ok().filter(|n| *n < 1000).map(Self::Exact),
+        }
+    }
+
+    /// A condition on `status`; integers only, so nothing to bind.
+    pub(crate) fn sql(self) -> String {
+        match self {
+            Self::Exact(n) => format!("status = {n}"),
+            Self::Class(c) => format!("status >= {} AND status < {}", c * 100, c * 100 + 100),
+            Self::Error => "(status = 0 OR status >= 400)".into(),
+        }
+    }
+}
+
+/// One row of the Requests page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestRow {
+    #[serde(flatten)]
+    pub record: UsageRecord,
+    /// Whether its bodies are in the request log.
+    pub logged: bool,
 }
 
 /// The columns of a tool-call row, in [`ToolCallRecord`] order (both backends).
@@ -401,6 +476,19 @@ pub(crate) const RECORD_COLUMNS: &str =
     cache_write_30m_tokens, cache_write_12h_tokens, output_tokens, reasoning_tokens,
     usage_reported, provider_total_tokens, service_tier, cost_nanousd, unpriced_reason,
     latency_ms, ttfb_ms, conversation_id, outcome";
+
+/// How many columns [`RECORD_COLUMNS`] names: the index of the first column after them.
+pub(crate) const RECORD_COLUMN_COUNT: usize = {
+    let b = RECORD_COLUMNS.as_bytes();
+    let (mut i, mut n) = (0, 1);
+    while i < b.len() {
+        if b[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
 
 /// A stored `provider_type` as the record's `&'static str`: the kinds this build knows,
 /// else `unknown`.

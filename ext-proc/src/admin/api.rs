@@ -2,7 +2,7 @@
 //! `spawn_blocking`.
 
 use super::error::ApiError;
-use super::query::{self, RecordsParams, SeriesParams, SummaryParams};
+use super::query::{self, RecordsParams, RequestsParams, SeriesParams, SummaryParams};
 use super::AdminState;
 use crate::store::csv::{nanousd_to_usd, records_csv as records_to_csv, series_csv};
 use crate::store::time::{format_rfc3339, now_ms, UtcDay};
@@ -11,7 +11,7 @@ use crate::store::{
     UsageTotals,
 };
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -114,6 +114,35 @@ pub async fn tool_calls(
     let store = Arc::clone(&state.store);
     let calls = blocking(move || store.tool_calls(range, limit)).await?;
     Ok(json(&serde_json::json!({ "tool_calls": calls })))
+}
+
+/// Usage records for the Requests page, newest first, each saying whether its bodies
+/// are logged.
+pub async fn requests(
+    State(state): AppState,
+    params: Result<Query<RequestsParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let query = params.map_err(bad_query)?.0.into_query(now_ms())?;
+    let store = Arc::clone(&state.store);
+    let rows = blocking(move || store.requests(&query)).await?;
+    Ok(json(&serde_json::json!({ "requests": rows })))
+}
+
+/// One request: its usage records (several when a pool fell back) and its log, if any.
+pub async fn request(
+    State(state): AppState,
+    Path(request_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = Arc::clone(&state.store);
+    let id = request_id.clone();
+    let (records, log) = blocking(move || store.request(&id)).await?;
+    if records.is_empty() && log.is_none() {
+        return Err(ApiError::Absent(format!(
+            "no request with id '{}'",
+            request_id.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(json(&serde_json::json!({ "records": records, "log": log })))
 }
 
 pub async fn records_csv(

@@ -16,6 +16,9 @@ pub enum ApiError {
     BadQuery(String),
     #[error("no admin endpoint at {0}")]
     NotFound(String),
+    /// A well-formed request for something the store does not have (a request id).
+    #[error("{0}")]
+    Absent(String),
     #[error("the admin API only answers GET")]
     MethodNotAllowed,
     /// The store failed; the detail is logged, not sent.
@@ -36,7 +39,7 @@ impl ApiError {
             Self::Denied(Denied::Invalid) => ErrorKind::InvalidCredential,
             Self::Denied(Denied::Forbidden(_)) => ErrorKind::AccessDenied,
             Self::BadQuery(_) => ErrorKind::InvalidQuery,
-            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::NotFound(_) | Self::Absent(_) => ErrorKind::NotFound,
             Self::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             Self::Store(_) | Self::Task(_) => ErrorKind::StoreUnavailable,
         }
@@ -55,12 +58,12 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Store(_) | Self::Task(_) => tracing::warn!(error = %self, "admin query failed"),
             Self::Denied(_) => tracing::debug!(error = %self, "admin request refused"),
-            Self::BadQuery(_) | Self::NotFound(_) | Self::MethodNotAllowed => {}
+            Self::BadQuery(_) | Self::NotFound(_) | Self::Absent(_) | Self::MethodNotAllowed => {}
         }
         let error = GatewayError::new(self.kind(), self.public_message());
         let status = match &self {
             // Until core has `NotFound`, the status at least is right.
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::Absent(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             _ => StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         };

@@ -2,7 +2,9 @@
 
 use super::error::ApiError;
 use crate::store::time::{self, parse_instant, MS_PER_DAY};
-use crate::store::{Granularity, GroupBy, SeriesFilter, SeriesQuery, TimeRange};
+use crate::store::{
+    Granularity, GroupBy, RequestQuery, SeriesFilter, SeriesQuery, StatusFilter, TimeRange,
+};
 use serde::Deserialize;
 
 /// A series may have at most this many buckets (an hourly series: about 208 days).
@@ -39,6 +41,24 @@ pub struct RecordsParams {
     pub to: Option<String>,
     pub limit: Option<String>,
 }
+
+/// `?from=&to=&provider=&model=&user=&agent=&status=&limit=` (the Requests page)
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub user: Option<String>,
+    pub agent: Option<String>,
+    pub status: Option<String>,
+    pub limit: Option<String>,
+}
+
+/// `/api/v1/requests` without `limit`, and its most.
+pub const DEFAULT_REQUESTS_LIMIT: usize = 100;
+pub const MAX_REQUESTS_LIMIT: usize = 1000;
 
 /// `?days=`
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +126,45 @@ impl RecordsParams {
             },
         };
         Ok((range, limit))
+    }
+}
+
+impl RequestsParams {
+    pub fn into_query(self, now_ms: i64) -> Result<RequestQuery, ApiError> {
+        let range = range(self.from.as_deref(), self.to.as_deref(), now_ms)?;
+        let limit = match self.limit.as_deref().filter(|s| !s.is_empty()) {
+            None => DEFAULT_REQUESTS_LIMIT,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n) if (1..=MAX_REQUESTS_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::BadQuery(format!(
+                        "`limit` is a number from 1 to {MAX_REQUESTS_LIMIT}, not `{}`",
+                        clip(l)
+                    )))
+                }
+            },
+        };
+        let status = match self.status.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(StatusFilter::parse(s).ok_or_else(|| {
+                ApiError::BadQuery(format!(
+                    "`status` is a status (`429`), a class (`5xx`) or `error`; not `{}`",
+                    clip(s)
+                ))
+            })?),
+        };
+        let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        Ok(RequestQuery {
+            range,
+            filter: SeriesFilter {
+                provider: non_empty(self.provider),
+                model: non_empty(self.model),
+                user: non_empty(self.user),
+                agent: non_empty(self.agent),
+            },
+            status,
+            limit,
+        })
     }
 }
 

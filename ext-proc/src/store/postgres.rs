@@ -22,14 +22,17 @@
 //! handshake or on a query): a server that accepts but never answers blocks the call.
 
 use super::time::{UtcDay, MS_PER_DAY};
-use super::TOOL_CALL_COLUMNS;
 use super::{
     from_sql_int, stored_provider_type, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint,
     SeriesQuery, StoreError, TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
     RECORD_COLUMNS,
 };
+use super::{
+    RequestQuery, RequestRow, RECORD_COLUMN_COUNT, REQUEST_LOG_COLUMNS, TOOL_CALL_COLUMNS,
+};
 use crate::mcp::record::{ToolCallRecord, ToolCallStatus};
 use crate::record::{Outcome, UsageRecord};
+use crate::request_log::{RequestLog, ResponseKind};
 use crate::usage::Usage;
 use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, NoTls, Row, Statement};
@@ -51,6 +54,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("postgres/migrations/0002_shared_counters.sql"),
     ),
     (3, include_str!("postgres/migrations/0003_tool_calls.sql")),
+    (4, include_str!("postgres/migrations/0004_request_logs.sql")),
 ];
 
 /// The schema version this build writes: the last migration's.
@@ -699,6 +703,131 @@ impl UsageStore for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<(), StoreError> {
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO aigw_request_logs ({REQUEST_LOG_COLUMNS}, bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        );
+        off_runtime(|| {
+            run(&self.config, &self.writer, |session| {
+                let insert = session.prepare(&sql).map_err(Failed::retry_if_lost)?;
+                let mut tx = session
+                    .client
+                    .transaction()
+                    .map_err(Failed::retry_if_lost)?;
+                for l in logs {
+                    tx.execute(
+                        &insert,
+                        &[
+                            &l.time_ms,
+                            &pg_text(&l.request_id),
+                            &pg_text(&l.provider),
+                            &pg_text(&l.request_body),
+                            &l.request_truncated,
+                            &l.response_kind.as_str(),
+                            &pg_text(&l.response_body),
+                            &l.response_truncated,
+                            &to_sql_int(l.bytes()),
+                        ],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+        })
+    }
+
+    fn requests(&self, query: &RequestQuery) -> Result<Vec<RequestRow>, StoreError> {
+        let filter = Filter::new(&query.range, &query.filter);
+        let status = query
+            .status
+            .map(|s| format!(" AND {}", s.sql()))
+            .unwrap_or_default();
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let mut params = filter.params();
+        params.push(&limit);
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS}, EXISTS (SELECT 1 FROM aigw_request_logs l
+                 WHERE l.request_id = aigw_usage_records.request_id)
+             FROM aigw_usage_records WHERE {}{status}
+             ORDER BY time_ms DESC, id DESC LIMIT ${}",
+            filter.sql,
+            params.len()
+        );
+        let rows = self.read(|s| s.query(&sql, &params))?;
+        rows.iter()
+            .map(|row| {
+                Ok(RequestRow {
+                    record: record_from_row(row)?,
+                    logged: row.try_get(RECORD_COLUMN_COUNT)?,
+                })
+            })
+            .collect()
+    }
+
+    fn request(
+        &self,
+        request_id: &str,
+    ) -> Result<(Vec<UsageRecord>, Option<RequestLog>), StoreError> {
+        let id = pg_text(request_id);
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM aigw_usage_records WHERE request_id = $1
+             ORDER BY time_ms, id"
+        );
+        let rows = self.read(|s| s.query(&sql, &[&id]))?;
+        let records = rows.iter().map(record_from_row).collect::<Result<_, _>>()?;
+        let sql = format!(
+            "SELECT {REQUEST_LOG_COLUMNS} FROM aigw_request_logs WHERE request_id = $1
+             ORDER BY id DESC LIMIT 1"
+        );
+        let rows = self.read(|s| s.query(&sql, &[&id]))?;
+        let log = rows
+            .first()
+            .map(|row| -> Result<RequestLog, StoreError> {
+                let kind: String = row.try_get(5)?;
+                Ok(RequestLog {
+                    time_ms: row.try_get(0)?,
+                    request_id: row.try_get(1)?,
+                    provider: row.try_get(2)?,
+                    request_body: row.try_get(3)?,
+                    request_truncated: row.try_get(4)?,
+                    response_kind: ResponseKind::parse(&kind),
+                    response_body: row.try_get(6)?,
+                    response_truncated: row.try_get(7)?,
+                })
+            })
+            .transpose()?;
+        Ok((records, log))
+    }
+
+    fn prune_request_logs(&self, before_ms: i64, max_total_bytes: u64) -> Result<u64, StoreError> {
+        let max = to_sql_int(max_total_bytes);
+        off_runtime(|| {
+            run(&self.config, &self.writer, |session| {
+                let mut tx = session
+                    .client
+                    .transaction()
+                    .map_err(Failed::retry_if_lost)?;
+                let old = tx.execute(
+                    "DELETE FROM aigw_request_logs WHERE time_ms < $1",
+                    &[&before_ms],
+                )?;
+                let over = tx.execute(
+                    "DELETE FROM aigw_request_logs WHERE id IN (
+                         SELECT id FROM (SELECT id, SUM(bytes) OVER (ORDER BY time_ms DESC, id DESC) AS kept
+                                         FROM aigw_request_logs) AS running
+                         WHERE kept > $1::BIGINT)",
+                    &[&max],
+                )?;
+                tx.commit()?;
+                Ok(old + over)
+            })
+        })
     }
 }
 

@@ -9,14 +9,17 @@
 //! (`sqlite/migrations/NNNN_*.sql`); the `schema_version` table records those applied.
 
 use super::time::{UtcDay, MS_PER_DAY};
-use super::TOOL_CALL_COLUMNS;
 use super::{
     from_sql_int, stored_provider_type, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint,
     SeriesQuery, StoreError, TimeRange, TokenTotals, TokenType, UsageStore, UsageTotals,
     RECORD_COLUMNS,
 };
+use super::{
+    RequestQuery, RequestRow, RECORD_COLUMN_COUNT, REQUEST_LOG_COLUMNS, TOOL_CALL_COLUMNS,
+};
 use crate::mcp::record::{ToolCallRecord, ToolCallStatus};
 use crate::record::{Outcome, UsageRecord};
+use crate::request_log::{RequestLog, ResponseKind};
 use crate::usage::Usage;
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, Row, ToSql, TransactionBehavior};
@@ -29,6 +32,7 @@ use std::time::Duration;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/migrations/0001_usage_records.sql")),
     (2, include_str!("sqlite/migrations/0002_tool_calls.sql")),
+    (3, include_str!("sqlite/migrations/0003_request_logs.sql")),
 ];
 
 /// The schema version this build writes.
@@ -346,6 +350,103 @@ impl UsageStore for SqliteStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<(), StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(&format!(
+                "INSERT INTO request_logs ({REQUEST_LOG_COLUMNS}, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))?;
+            for l in logs {
+                insert.execute(params![
+                    l.time_ms,
+                    l.request_id,
+                    l.provider,
+                    l.request_body,
+                    l.request_truncated,
+                    l.response_kind.as_str(),
+                    l.response_body,
+                    l.response_truncated,
+                    to_sql_int(l.bytes()),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn requests(&self, query: &RequestQuery) -> Result<Vec<RequestRow>, StoreError> {
+        let (mut conditions, mut args) = filter_sql(&query.range, &query.filter);
+        if let Some(status) = query.status {
+            conditions.push_str(" AND ");
+            conditions.push_str(&status.sql());
+        }
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        args.push(&limit);
+        let conn = self.read_conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS}, EXISTS (SELECT 1 FROM request_logs l
+                 WHERE l.request_id = usage_records.request_id)
+             FROM usage_records WHERE {conditions}
+             ORDER BY time_ms DESC, id DESC LIMIT ?"
+        ))?;
+        let rows = stmt.query_map(args.as_slice(), |row| {
+            Ok(RequestRow {
+                record: record_from_row(row)?,
+                logged: row.get(RECORD_COLUMN_COUNT)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn request(
+        &self,
+        request_id: &str,
+    ) -> Result<(Vec<UsageRecord>, Option<RequestLog>), StoreError> {
+        let conn = self.read_conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM usage_records WHERE request_id = ?1 ORDER BY time_ms, id"
+        ))?;
+        let records = stmt
+            .query_map([request_id], record_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {REQUEST_LOG_COLUMNS} FROM request_logs WHERE request_id = ?1
+             ORDER BY id DESC LIMIT 1"
+        ))?;
+        let mut rows = stmt.query_map([request_id], |row| {
+            let kind: String = row.get(5)?;
+            Ok(RequestLog {
+                time_ms: row.get(0)?,
+                request_id: row.get(1)?,
+                provider: row.get(2)?,
+                request_body: row.get(3)?,
+                request_truncated: row.get(4)?,
+                response_kind: ResponseKind::parse(&kind),
+                response_body: row.get(6)?,
+                response_truncated: row.get(7)?,
+            })
+        })?;
+        let log = rows.next().transpose()?;
+        Ok((records, log))
+    }
+
+    fn prune_request_logs(&self, before_ms: i64, max_total_bytes: u64) -> Result<u64, StoreError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let old = tx.execute("DELETE FROM request_logs WHERE time_ms < ?1", [before_ms])?;
+        let over = tx.execute(
+            "DELETE FROM request_logs WHERE id IN (
+                 SELECT id FROM (SELECT id, SUM(bytes) OVER (ORDER BY time_ms DESC, id DESC) AS kept
+                                 FROM request_logs)
+                 WHERE kept > ?1)",
+            [to_sql_int(max_total_bytes)],
+        )?;
+        tx.commit()?;
+        Ok((old + over) as u64)
     }
 }
 

@@ -184,6 +184,22 @@ impl UsageStore for FakeStore {
     fn tool_calls(&self, _: TimeRange, _: usize) -> Result<Vec<ToolCallRecord>, StoreError> {
         Ok(Vec::new())
     }
+
+    fn insert_request_logs(&self, _: &[RequestLog]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn requests(&self, _: &RequestQuery) -> Result<Vec<RequestRow>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn request(&self, _: &str) -> Result<(Vec<UsageRecord>, Option<RequestLog>), StoreError> {
+        Ok((Vec::new(), None))
+    }
+
+    fn prune_request_logs(&self, _: i64, _: u64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 #[test]
@@ -245,6 +261,18 @@ pub(crate) fn shutdown_drains(sqlite: Arc<dyn UsageStore>) {
         }
         fn tool_calls(&self, r: TimeRange, l: usize) -> Result<Vec<ToolCallRecord>, StoreError> {
             self.0.tool_calls(r, l)
+        }
+        fn insert_request_logs(&self, l: &[RequestLog]) -> Result<(), StoreError> {
+            self.0.insert_request_logs(l)
+        }
+        fn requests(&self, q: &RequestQuery) -> Result<Vec<RequestRow>, StoreError> {
+            self.0.requests(q)
+        }
+        fn request(&self, id: &str) -> Result<(Vec<UsageRecord>, Option<RequestLog>), StoreError> {
+            self.0.request(id)
+        }
+        fn prune_request_logs(&self, b: i64, m: u64) -> Result<u64, StoreError> {
+            self.0.prune_request_logs(b, m)
         }
     }
     let config = SinkConfig {
@@ -494,4 +522,98 @@ fn tool_calls_go_through_the_sink() {
     };
     assert_eq!(store.tool_calls(all, 10).unwrap(), [tool_call(JAN_31, "x")]);
     assert_eq!(count(store.as_ref()), 1);
+}
+
+fn log(time_ms: i64, request_id: &str, body_len: usize) -> RequestLog {
+    RequestLog {
+        time_ms,
+        request_id: request_id.into(),
+        provider: "openai".into(),
+        request_body: "q".repeat(body_len),
+        request_truncated: false,
+        response_kind: crate::request_log::ResponseKind::Text,
+        response_body: "a".repeat(body_len),
+        response_truncated: body_len > 10,
+    }
+}
+
+#[test]
+fn request_logs_round_trip_filter_and_prune() {
+    let (_dir, store) = temp_store();
+    request_logs_behave(store.as_ref());
+}
+
+/// Shared with the other backends' tests: the Requests page's queries and retention.
+pub(crate) fn request_logs_behave(store: &dyn UsageStore) {
+    let mut failed = record(JAN_31 + 2, "anthropic", "claude");
+    failed.status = 429;
+    let records = [
+        record(JAN_31, "openai", "gpt-4o"),
+        record(JAN_31 + 1, "openai", "gpt-4o-mini"),
+        failed,
+    ];
+    store.insert_batch(&records).unwrap();
+    // Logs of 2 × 5, 2 × 10 and 2 × 20 bytes; the second and third requests are logged.
+    let logs = [
+        log(JAN_31 - 10, "req-old", 5),
+        log(JAN_31 + 1, &records[1].request_id, 10),
+        log(JAN_31 + 2, &records[2].request_id, 20),
+    ];
+    store.insert_request_logs(&logs).unwrap();
+
+    let query = |filter: SeriesFilter, status: Option<StatusFilter>| {
+        let rows = store
+            .requests(&RequestQuery {
+                range: TimeRange {
+                    from_ms: JAN_31,
+                    to_ms: JAN_31 + 10,
+                },
+                filter,
+                status,
+                limit: 10,
+            })
+            .unwrap();
+        rows.into_iter()
+            .map(|r| (r.record.request_id, r.logged))
+            .collect::<Vec<_>>()
+    };
+    let id = |i: usize| records[i].request_id.clone();
+    // Newest first, with the logged flag.
+    assert_eq!(
+        query(SeriesFilter::default(), None),
+        [(id(2), true), (id(1), true), (id(0), false)]
+    );
+    let openai = SeriesFilter {
+        provider: Some("openai".into()),
+        ..Default::default()
+    };
+    assert_eq!(query(openai, None), [(id(1), true), (id(0), false)]);
+    assert_eq!(
+        query(SeriesFilter::default(), Some(StatusFilter::Error)),
+        [(id(2), true)]
+    );
+    assert_eq!(
+        query(SeriesFilter::default(), Some(StatusFilter::Class(2))).len(),
+        2
+    );
+    assert_eq!(
+        query(SeriesFilter::default(), Some(StatusFilter::Exact(429))),
+        [(id(2), true)]
+    );
+
+    let (found, stored) = store.request(&records[2].request_id).unwrap();
+    assert_eq!(found, [records[2].clone()]);
+    assert_eq!(stored.as_ref(), Some(&logs[2]));
+    assert_eq!(store.request("nope").unwrap(), (Vec::new(), None));
+
+    // Age first: the log before JAN_31 goes. Then size: 40 + 20 bytes remain, at most 45
+    // may stay, so the oldest (the 20-byte one) goes and exactly the newest stays.
+    assert_eq!(store.prune_request_logs(JAN_31, u64::MAX).unwrap(), 1);
+    assert!(store.request("req-old").unwrap().1.is_none());
+    assert_eq!(store.prune_request_logs(JAN_31, 45).unwrap(), 1);
+    assert!(store.request(&id(1)).unwrap().1.is_none());
+    assert_eq!(store.request(&id(2)).unwrap().1.as_ref(), Some(&logs[2]));
+    // Exactly at the limit: nothing more goes.
+    assert_eq!(store.prune_request_logs(JAN_31, 40).unwrap(), 0);
+    assert_eq!(store.prune_request_logs(JAN_31, 39).unwrap(), 1);
 }

@@ -5,7 +5,7 @@ use super::test_server::{self, TestServer};
 use super::*;
 use crate::metrics::Metrics;
 use crate::store::sqlite::SqliteStore;
-use crate::store::tests::{record, unpriced, JAN_31};
+use crate::store::tests::{record, request_logs_behave, unpriced, JAN_31};
 use crate::store::time::MS_PER_HOUR;
 use crate::store::{Granularity, GroupBy, RecordSink, SinkConfig};
 use std::net::TcpListener;
@@ -741,4 +741,10 @@ async fn works_from_a_current_thread_runtime() {
 fn tool_calls_round_trip() {
     let store = PostgresStore::open(&test_server::database()).unwrap();
     crate::store::tests::tool_calls_round_trip(&store);
+}
+
+#[test]
+fn request_logs_answer_as_in_sqlite() {
+    let pg = PostgresStore::open(&test_server::database()).unwrap();
+    request_logs_behave(&pg);
 }
