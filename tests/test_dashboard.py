@@ -42,7 +42,7 @@ CHROMIUM = Path(os.environ.get("AIGW_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "tests" / "artifacts" / "dashboard"
 SCREENSHOTS = REPO / "docs" / "screenshots"
 SCREENSHOT_PAGES = ("login", "home", "providers", "provider", "provider-test-failed", "usage",
-                    "usage-by-model", "usage-hourly-by-user", "budgets", "tools")
+                    "usage-by-model", "usage-hourly-by-user", "budgets", "tools", "requests", "request")
 
 PROVIDER = "local"  # the provider whose detail page is checked
 FAILING = "unreachable"  # base URL on a closed port
@@ -120,6 +120,7 @@ def _gateway(workdir: Path, mock, mcp_tools) -> tuple[Gateway, dict[str, str]]:
     # Cheap input, dear output: a budget's estimate (max_tokens=1) is far below the cost
     # of the mock's answer, so an agent can end a window over its cap.
     local["models"] = [{"name": "mock-model", "input": "1", "output": "20000"}, "mock-model-2"]
+    local["log_requests"] = True  # the Requests page opens one with its bodies
     providers = [
         local,
         provider("openai", "openai", f"{mock.url}/v1", "OPENAI_API_KEY"),
@@ -492,6 +493,34 @@ def test_mcp_tools_page_matches_the_api(dash):
     assert shown == [(f"{c['server']}/{c['tool']}/{c['status']}", f"{c['latency_ms']} ms", str(c["request_bytes"]))
                      for c in calls]
     assert {k for k, _, _ in shown} == {"tools/add/ok", "tools/fail/tool_error"}
+
+
+def test_requests_page_matches_the_api(dash):
+    shown = dash.out["requests"]
+    api = dash.api(shown["api"])["requests"]
+    assert [r["key"] for r in shown["rows"]] == [r["request_id"] for r in api] and api
+    for row, rec in zip(shown["rows"], api):
+        assert row["cells"]["status"] == str(rec["status"])
+        assert row["cells"]["latency"] == f"{rec['latency_ms']} ms"
+        assert (row["cells"]["logged"] == "logged") == rec["logged"]
+    assert any(r["logged"] for r in api) and not all(r["logged"] for r in api)
+    filtered = dash.out["requests"]["filtered"]
+    assert f"provider={PROVIDER}" in filtered["api"] and "status=2xx" in filtered["api"]
+    ok = dash.api(filtered["api"])["requests"]
+    assert [r["key"] for r in filtered["rows"]] == [r["request_id"] for r in ok] and ok
+    assert all(r["provider"] == PROVIDER and 200 <= r["status"] < 300 for r in ok)
+    assert len(ok) < len(api)
+
+
+def test_a_logged_request_shows_its_bodies_as_stored(dash):
+    opened = dash.out["request"]
+    detail = dash.api(f"/api/v1/requests/{opened['id']}")
+    log = detail["log"]
+    assert json.loads(opened["requestBody"]) == json.loads(log["request_body"])
+    shown = opened["responseBody"]
+    assert (json.loads(shown) == json.loads(log["response_body"])) if log["response_kind"] == "body" \
+        else shown == log["response_body"]
+    assert opened["fields"]["status"] == str(detail["records"][0]["status"])
 
 
 def test_screenshots_of_every_page(dash):

@@ -243,6 +243,33 @@ try {
   out.mcpServers = await rows(page, "#mcp-servers-table", "server");
   out.toolCalls = await rows(page, "#tool-calls-table", "call");
   await shot(page, "tools");
+  // ---- requests: the list, a status filter through the form, one logged request
+  await page.click('#nav a[data-nav="requests"]');
+  await ready(page, "requests");
+  out.requests = { rows: await rows(page, "#requests-table", "request"),
+    api: await page.$eval("#requests-results", (e) => e.dataset.api) };
+  await shot(page, "requests");
+  await page.selectOption("#r-provider", cfg.provider);
+  await page.selectOption("#r-status", "2xx");
+  await page.click("#r-apply");
+  await page.waitForFunction(() => document.body.dataset.ready === "requests" && location.hash.includes("status=2xx"),
+    null, { timeout: 15_000 });
+  out.requests.filtered = { rows: await rows(page, "#requests-table", "request"),
+    api: await page.$eval("#requests-results", (e) => e.dataset.api) };
+  await page.goBack();
+  await ready(page, "requests");
+  const logged = await page.$('#requests-table tr:has([data-k="logged"] .badge) a');
+  if (logged) {
+    await logged.click();
+    await ready(page, "request");
+    out.request = await page.evaluate(() => ({
+      id: location.hash.split("/").pop(),
+      requestBody: document.querySelector("#request-body pre")?.textContent,
+      responseBody: document.querySelector("#response-body pre")?.textContent,
+      fields: Object.fromEntries([...document.querySelectorAll("dd[data-k]")].map((d) => [d.dataset.k, d.textContent])),
+    }));
+    await shot(page, "request");
+  }
   await page.click('#nav a[data-nav="budgets"]');
   await ready(page, "budgets");
 

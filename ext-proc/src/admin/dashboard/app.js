@@ -5,7 +5,8 @@
 // as the API gives it: money is the API's exact decimal `*_usd` string; totals over several
 // series are added exactly (decimal strings, BigInt).
 //
-// Pages (hash routes): #/ home, #/providers, #/providers/<name>, #/usage?…, #/budgets.
+// Pages (hash routes): #/ home, #/providers, #/providers/<name>, #/usage?…, #/budgets,
+// #/tools, #/requests?…, #/requests/<request id>.
 // When a page has loaded, <body data-ready="<page>"> says so (the browser tests wait on it).
 
 import { color, sparkline, stackedBars } from "./chart.js";
@@ -256,8 +257,9 @@ async function render() {
     usage: () => usagePage(params),
     budgets: () => budgetsPage(),
     tools: () => toolsPage(),
+    requests: () => (parts[1] ? requestPage(parts[1]) : requestsPage(params)),
   };
-  const name = page === "providers" && parts[1] ? "provider" : page;
+  const name = (page === "providers" || page === "requests") && parts[1] ? page.slice(0, -1) : page;
   try {
     if (!pages[page]) throw new Error(`No page at #/${parts.join("/")}`);
     const node = await pages[page]();
@@ -1021,6 +1023,87 @@ async function toolsPage() {
     card({}, table(["Time", "Principal", "Server", "Tool", "Status", { label: "Latency", num: true },
       { label: "Request bytes", num: true }, { label: "Response bytes", num: true }], callRows,
       { id: "tool-calls-table", empty: "No tool call yet." })));
+}
+
+// --------------------------------------------------------------------------- requests
+
+const REQUEST_FILTERS = ["provider", "model", "user", "agent", "status"];
+const STATUSES = [["", "Any status"], ["2xx", "2xx"], ["4xx", "4xx"], ["429", "429"], ["5xx", "5xx"], ["error", "Errors (no answer, 4xx, 5xx)"]];
+
+async function requestsPage(params) {
+  const cfg = await providersConfig();
+  const from = params.get("from") || isoDay(todayStart() - 6 * DAY_MS);
+  const to = params.get("to") || isoDay(todayStart());
+  const query = new URLSearchParams({ from: `${from}T00:00:00Z`, to: new Date(parseDay(to) + DAY_MS).toISOString(), limit: "200" });
+  for (const k of REQUEST_FILTERS) if (params.get(k)) query.set(k, params.get(k));
+  const data = await api(`/api/v1/requests?${query}`);
+  const controls = h("form", { class: "controls", id: "requests-controls" });
+  const text = (k, label) => h("label", { for: `r-${k}` }, label, h("input", { id: `r-${k}`, value: params.get(k) || "", placeholder: "any" }));
+  append(controls, [
+    h("label", { for: "r-from" }, "From (UTC)", h("input", { id: "r-from", type: "date", value: from })),
+    h("label", { for: "r-to" }, "To (UTC, included)", h("input", { id: "r-to", type: "date", value: to })),
+    select("r-provider", "Provider", [["", "All providers"], ...cfg.providers.map((p) => [p.name, p.name])], params.get("provider") || ""),
+    text("model", "Model"), text("user", "User"), text("agent", "Agent"),
+    select("r-status", "Status", STATUSES, params.get("status") || ""),
+    h("button", { type: "submit", id: "r-apply" }, "Apply"),
+  ]);
+  controls.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const next = new URLSearchParams();
+    for (const k of ["from", "to", ...REQUEST_FILTERS]) {
+      const v = controls.querySelector(`#r-${k}`).value.trim();
+      if (v) next.set(k, v);
+    }
+    location.hash = `#/requests?${next}`;
+  });
+  const rows = data.requests.map((r) =>
+    h("tr", { dataset: { request: r.request_id } },
+      h("td", { class: "mono" }, h("a", { href: `#/requests/${encodeURIComponent(r.request_id)}` }, fmtTime(new Date(r.time_ms).toISOString()))),
+      h("td", {}, r.provider),
+      h("td", { class: "mono" }, r.model_answered || r.model_requested || "—"),
+      h("td", {}, r.user || r.principal, r.agent ? h("div", { class: "muted" }, `agent ${r.agent}`) : null),
+      h("td", { dataset: { k: "status" } }, badge(String(r.status), r.status >= 200 && r.status < 400 ? "ok" : "bad")),
+      h("td", {}, r.streamed ? "stream" : "—"),
+      num(fmtInt(tokenTotal(r.usage)), { dataset: { k: "tokens" } }),
+      num(r.cost_nanousd == null ? "unpriced" : money(fromNano(BigInt(r.cost_nanousd))), { dataset: { k: "cost" } }),
+      num(`${fmtInt(r.latency_ms)} ms`, { dataset: { k: "latency" } }),
+      h("td", { dataset: { k: "logged" } }, r.logged ? badge("logged", "kind") : "")));
+  return h("div", {},
+    pageHead("Requests", "Calls through the gateway, newest first (at most 200). Open one to see its record and, for providers that log requests, its bodies."),
+    card({}, controls),
+    card({ id: "requests-results", dataset: { api: `/api/v1/requests?${query}` } }, table(["Time", "Provider", "Model", "Who", "Status", "Mode", { label: "Tokens", num: true },
+      { label: "Cost", num: true }, { label: "Latency", num: true }, "Log"], rows,
+      { id: "requests-table", empty: "No request matches." })));
+}
+
+const tokenTotal = (u) => ["input", "cache_read", "cache_write_5m", "cache_write_1h", "cache_write_30m", "cache_write_12h", "output"]
+  .reduce((s, k) => s + BigInt(u[k] || 0), 0n);
+
+/** A body for reading: pretty-printed when it is JSON, as stored otherwise. */
+function bodyText(s) {
+  try { return JSON.stringify(JSON.parse(s), null, 2); } catch { return s; }
+}
+
+async function requestPage(id) {
+  const data = await api(`/api/v1/requests/${encodeURIComponent(id)}`);
+  const fields = (r) => h("dl", { class: "fields" }, [
+    ["Time", fmtTime(new Date(r.time_ms).toISOString())], ["Provider", `${r.provider} (${r.provider_type})`],
+    ["Model", `${r.model_requested || "—"} → ${r.model_answered || "—"}`], ["Principal", r.principal],
+    ["User", r.user || "—"], ["Agent", r.agent || "—"], ["Path", r.api_path], ["Status", String(r.status)],
+    ["Outcome", r.outcome], ["Streamed", r.streamed ? "yes" : "no"], ["Tokens", fmtInt(tokenTotal(r.usage))],
+    ["Cost", r.cost_nanousd == null ? `unpriced (${r.unpriced_reason || "no usage"})` : money(fromNano(BigInt(r.cost_nanousd)))],
+    ["Latency", `${fmtInt(r.latency_ms)} ms`], ["First byte", r.ttfb_ms == null ? "—" : `${fmtInt(r.ttfb_ms)} ms`],
+  ].map(([k, v]) => [h("dt", {}, k), h("dd", { dataset: { k: k.toLowerCase().replace(" ", "-") } }, v)]));
+  const log = data.log;
+  const cut = (t) => (t ? badge("cut at the size limit", "warn") : null);
+  return h("div", {},
+    pageHead(h("span", { class: "mono" }, id), "One request: its usage record and, when its provider logs requests, what was sent and received (redacted)."),
+    data.records.map((r) => card({ class: "card record" }, fields(r))),
+    log
+      ? [card({ id: "request-body" }, h("h3", {}, "Request body ", cut(log.request_truncated)), h("pre", { class: "body" }, bodyText(log.request_body))),
+        card({ id: "response-body" }, h("h3", {}, log.response_kind === "text" ? "Response (the stream's text) " : "Response body ", cut(log.response_truncated)),
+          h("pre", { class: "body" }, log.response_kind === "text" ? log.response_body : bodyText(log.response_body)))]
+      : card({ id: "no-log" }, h("p", { class: "muted" }, "No bodies were logged for this request (its provider does not have log_requests on, or the log was dropped or expired).")));
 }
 
 // --------------------------------------------------------------------------- start
