@@ -426,3 +426,36 @@ fn mcp_errors_name_the_field() {
         assert!(e.contains(field), "{field} not in {e}");
     }
 }
+
+#[test]
+fn request_logs_are_off_by_default_and_their_errors_name_the_field() {
+    let c = parse(
+        r#"{"providers":[{"name":"o","type":"openai","api_key_secret":"K","log_requests":true},
+                         {"name":"p","type":"openai","api_key_secret":"K"}]}"#,
+    )
+    .unwrap();
+    assert!(c.provider("o").unwrap().log_requests);
+    assert!(!c.provider("p").unwrap().log_requests);
+    assert_eq!(c.request_logs, RequestLogConfig::default());
+    assert_eq!(
+        c.request_logs.patterns.len(),
+        request_logs::DEFAULT_PATTERNS.len()
+    );
+
+    let e = parse(
+        r#"{"request_logs":{"max_body_bytes":0,"queue_bytes":10,
+            "redact":{"json_paths":["user"]},
+            "retention":{"max_age_hours":0,"interval_secs":0}}}"#,
+    )
+    .unwrap_err();
+    for field in [
+        "request_logs.max_body_bytes",
+        "request_logs.redact.json_paths[0]: 'user' must be a JSON path starting with '$'",
+        "request_logs.retention.max_age_hours",
+        "request_logs.retention.interval_secs",
+    ] {
+        assert!(e.contains(field), "{field} not in {e}");
+    }
+    let e = parse(r#"{"request_logs":{"redact":{"regexes":[]}}}"#).unwrap_err();
+    assert!(e.starts_with("request_logs.redact"), "{e}");
+}
