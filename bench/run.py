@@ -84,13 +84,16 @@ VARIANTS = {
     "unified-translated": "the full gateway, unified endpoint with model "
                           f"{ANTHROPIC_PROVIDER}/...: an anthropic provider, the request translated "
                           "to Anthropic Messages and the answer (and stream) back to OpenAI's shape",
+    "gateway-logged": "the full gateway with log_requests on the provider: every call on the sidecar "
+                      "path, its bodies captured (a stream as its assembled text), redacted and "
+                      "stored by the request-log writer; compare with gateway-sidecar",
     "budget-sqlite": "the full gateway, the caller's agent with a budget (so the sidecar path: a "
                      "hold before the call, settled after), SQLite store, holds in the sidecar's memory",
     "budget-postgres": "as budget-sqlite with --store postgres://: the hold and its settle in "
                        "PostgreSQL (one aigw_reserve and one aigw_settle per call), records written "
                        "there; a local PostgreSQL (Debian's, fsync off), its CPU in the postgres column",
 }
-DEFAULT_VARIANTS = ["direct", "plain", "dfp", "wasm", "gateway-noacct", "gateway-sidecar", "gateway",
+DEFAULT_VARIANTS = ["direct", "plain", "dfp", "wasm", "gateway-noacct", "gateway-sidecar", "gateway", "gateway-logged",
                     "unified", "unified-translated", "budget-sqlite", "budget-postgres"]
 # The store's variants: the same budgeted calls, usage store and holds in SQLite / PostgreSQL.
 STORE_VARIANTS = ("budget-sqlite", "budget-postgres")
@@ -99,8 +102,10 @@ SIDECAR_PATH = ("gateway-noacct", "gateway-sidecar")
 # The unified endpoint's variants: variant -> the provider named in `model`, and the mock's
 # API it must have been called on (see `mock_stats`).
 UNIFIED = {"unified": (PROVIDER, "openai"), "unified-translated": (ANTHROPIC_PROVIDER, "anthropic")}
+# Variants whose provider logs its calls (so the sidecar path, with the fast path on).
+LOGGED = ("gateway-logged",)
 # Variants with the sidecar (the full gateway, in one of its shapes).
-GATEWAY_VARIANTS = ("gateway-noacct", "gateway-sidecar", "gateway", *UNIFIED, *STORE_VARIANTS)
+GATEWAY_VARIANTS = ("gateway-noacct", "gateway-sidecar", "gateway", *LOGGED, *UNIFIED, *STORE_VARIANTS)
 # Where the native path is measured that the unified variants are set against.
 NATIVE = "gateway"
 WORKLOADS = ["json", "sse"]
@@ -336,7 +341,7 @@ def patch_for(variant: str, wasm: str, mock_port: int) -> Callable[[dict], None]
         http_filter(cfg, "envoy.filters.http.ext_proc")["typed_config"]["allow_mode_override"] = False
 
     return {"plain": plain, "dfp": dfp, "wasm": wasm_only, "gateway-noacct": no_accounting,
-            "gateway-sidecar": use_snapshot_wasm, "gateway": use_snapshot_wasm,
+            "gateway-sidecar": use_snapshot_wasm, "gateway": use_snapshot_wasm, "gateway-logged": use_snapshot_wasm,
             "unified": use_snapshot_wasm, "unified-translated": use_snapshot_wasm,
             "budget-sqlite": use_snapshot_wasm, "budget-postgres": use_snapshot_wasm}[variant]
 
@@ -393,6 +398,8 @@ def start_target(variant: str, work: Path, mock_port: int, wasm: str, args) -> T
         provs.append(provider(ANTHROPIC_PROVIDER, "anthropic", f"http://127.0.0.1:{mock_port}",
                               api_key_secret=UPSTREAM_KEY_SECRET))
     pg = None
+    if variant in LOGGED:
+        provs[0]["log_requests"] = True
     if variant in STORE_VARIANTS:
         # Priced models (a budget needs prices), the names the workloads send.
         provs[0]["models"] = [{"name": m, "input": "1.00", "output": "2.00"} for m in bench_models(args)]
@@ -508,7 +515,7 @@ def sanity(t: Target, args, mock_port: int | None = None) -> dict[str, Any]:
         through_sidecar = t.gw.sidecar_streams() - streams_before
         # The unified hop itself is plain HTTP to the sidecar (no ext_proc stream); its inner
         # native call, on a key without a budget, takes the filter's fast path as `gateway`.
-        want = len(WORKLOADS) if t.variant in SIDECAR_PATH or t.variant in STORE_VARIANTS else 0
+        want = len(WORKLOADS) if t.variant in (*SIDECAR_PATH, *LOGGED, *STORE_VARIANTS) else 0
         if through_sidecar != want:
             raise RuntimeError(f"{t.variant}: {through_sidecar} of {len(WORKLOADS)} calls went through the "
                                f"sidecar (ext_proc streams), expected {want}")
