@@ -194,3 +194,136 @@ fn a_bad_rule_names_its_field() {
         "{e}"
     );
 }
+
+/// A store whose request-log inserts wait until released (the other calls are SQLite's).
+struct Gate {
+    inner: crate::store::sqlite::SqliteStore,
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl crate::store::UsageStore for Gate {
+    fn backend(&self) -> &'static str {
+        "gate"
+    }
+    fn insert_batch(
+        &self,
+        r: &[crate::record::UsageRecord],
+    ) -> Result<(), crate::store::StoreError> {
+        self.inner.insert_batch(r)
+    }
+    fn provider_summary(
+        &self,
+        d: crate::store::time::UtcDay,
+        n: u32,
+    ) -> Result<Vec<crate::store::ProviderSummary>, crate::store::StoreError> {
+        self.inner.provider_summary(d, n)
+    }
+    fn usage_series(
+        &self,
+        q: &crate::store::SeriesQuery,
+    ) -> Result<Vec<crate::store::SeriesPoint>, crate::store::StoreError> {
+        self.inner.usage_series(q)
+    }
+    fn records(
+        &self,
+        r: crate::store::TimeRange,
+        l: usize,
+    ) -> Result<Vec<crate::record::UsageRecord>, crate::store::StoreError> {
+        self.inner.records(r, l)
+    }
+    fn insert_tool_calls(
+        &self,
+        c: &[crate::mcp::record::ToolCallRecord],
+    ) -> Result<(), crate::store::StoreError> {
+        self.inner.insert_tool_calls(c)
+    }
+    fn tool_calls(
+        &self,
+        r: crate::store::TimeRange,
+        l: usize,
+    ) -> Result<Vec<crate::mcp::record::ToolCallRecord>, crate::store::StoreError> {
+        self.inner.tool_calls(r, l)
+    }
+    fn insert_request_logs(&self, l: &[super::RequestLog]) -> Result<(), crate::store::StoreError> {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+        drop(open);
+        self.inner.insert_request_logs(l)
+    }
+    fn requests(
+        &self,
+        q: &crate::store::RequestQuery,
+    ) -> Result<Vec<crate::store::RequestRow>, crate::store::StoreError> {
+        self.inner.requests(q)
+    }
+    fn request(
+        &self,
+        id: &str,
+    ) -> Result<
+        (Vec<crate::record::UsageRecord>, Option<super::RequestLog>),
+        crate::store::StoreError,
+    > {
+        self.inner.request(id)
+    }
+    fn prune_request_logs(&self, b: i64, m: u64) -> Result<u64, crate::store::StoreError> {
+        self.inner.prune_request_logs(b, m)
+    }
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_and_never_blocks() {
+    use super::writer::{PendingLog, RequestLogWriter, Retention};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let gate = Arc::new(Gate {
+        inner: crate::store::sqlite::SqliteStore::open_in_memory().unwrap(),
+        open: std::sync::Mutex::new(false),
+        opened: std::sync::Condvar::new(),
+    });
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let retention = Retention {
+        max_age_ms: i64::MAX,
+        max_total_bytes: u64::MAX,
+        interval: Duration::from_secs(3600),
+        queue_bytes: 1000,
+    };
+    let writer = RequestLogWriter::start(gate.clone(), metrics.clone(), retention).unwrap();
+    let redactor = Arc::new(redactor(&[]));
+    // 100 bytes each: the writer takes the first into a batch and then waits on the store,
+    // so 10 more fill the queue and the rest are dropped.
+    let started = Instant::now();
+    for i in 0..30 {
+        let mut c = Capture::new(1000, None);
+        c.on_request_body(&[b'x'; 50]);
+        c.on_response_headers(Some("application/json"));
+        c.on_response_body(&[b'y'; 50]);
+        writer.submit(PendingLog {
+            time_ms: 1,
+            request_id: format!("r{i}"),
+            provider: "p".into(),
+            captured: c.finish(),
+            redactor: Arc::clone(&redactor),
+        });
+        if i == 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let dropped = metrics
+        .request_logs_dropped_queue_full
+        .load(Ordering::Relaxed);
+    assert!((19..=20).contains(&dropped), "{dropped}");
+    *gate.open.lock().unwrap() = true;
+    gate.opened.notify_all();
+    let stored = || metrics.request_logs_stored.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stored() + dropped < 30 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(stored() + dropped, 30);
+}

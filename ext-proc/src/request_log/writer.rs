@@ -66,6 +66,8 @@ pub struct RequestLogWriter {
 struct Inner {
     tx: SyncSender<PendingLog>,
     queued_bytes: Arc<AtomicU64>,
+    /// `queue_bytes`, apart from the rest so `submit` takes no lock.
+    queue_limit: AtomicU64,
     retention: Arc<Mutex<Retention>>,
     metrics: Arc<Metrics>,
 }
@@ -78,6 +80,7 @@ impl RequestLogWriter {
         retention: Retention,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel(QUEUE_SLOTS);
+        let limit = retention.queue_bytes;
         let queued_bytes = Arc::new(AtomicU64::new(0));
         let retention = Arc::new(Mutex::new(retention));
         let worker = Worker {
@@ -93,6 +96,7 @@ impl RequestLogWriter {
             inner: Arc::new(Inner {
                 tx,
                 queued_bytes,
+                queue_limit: AtomicU64::new(limit),
                 retention,
                 metrics,
             }),
@@ -102,7 +106,7 @@ impl RequestLogWriter {
     /// Queues a log; drops it (counted) when the queue is full. Never blocks.
     pub fn submit(&self, log: PendingLog) {
         let size = log.bytes();
-        let limit = self.retention().queue_bytes;
+        let limit = self.inner.queue_limit.load(Ordering::Relaxed);
         let queued = &self.inner.queued_bytes;
         let admitted = queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
@@ -124,19 +128,14 @@ impl RequestLogWriter {
 
     /// A reloaded config's retention applies from the writer's next round.
     pub fn set_retention(&self, r: Retention) {
+        self.inner
+            .queue_limit
+            .store(r.queue_bytes, Ordering::Relaxed);
         *self
             .inner
             .retention
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = r;
-    }
-
-    fn retention(&self) -> Retention {
-        *self
-            .inner
-            .retention
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn dropped_full(&self) {
