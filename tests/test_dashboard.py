@@ -42,7 +42,8 @@ CHROMIUM = Path(os.environ.get("AIGW_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "tests" / "artifacts" / "dashboard"
 SCREENSHOTS = REPO / "docs" / "screenshots"
 SCREENSHOT_PAGES = ("login", "home", "providers", "provider", "provider-test-failed", "usage",
-                    "usage-by-model", "usage-hourly-by-user", "budgets", "tools", "requests", "request")
+                    "usage-by-model", "usage-hourly-by-user", "budgets", "tools", "requests", "request",
+                    "performance")
 
 PROVIDER = "local"  # the provider whose detail page is checked
 FAILING = "unreachable"  # base URL on a closed port
@@ -493,6 +494,21 @@ def test_mcp_tools_page_matches_the_api(dash):
     assert shown == [(f"{c['server']}/{c['tool']}/{c['status']}", f"{c['latency_ms']} ms", str(c["request_bytes"]))
                      for c in calls]
     assert {k for k, _, _ in shown} == {"tools/add/ok", "tools/fail/tool_error"}
+
+
+def test_performance_page_matches_the_api(dash):
+    shown = dash.out["performance"]
+    for kind in ("providers", "models"):
+        api = dash.api(shown["api"][kind])["totals"]
+        rows = {r["key"]: r["cells"] for r in shown[kind]}
+        assert api and set(rows) == {t["key"] or "" for t in api}
+        for t in api:
+            cells = rows[t["key"] or ""]
+            assert cells["requests"] == f"{t['requests']:,}"
+            assert cells["errors"].startswith(f"{t['errors']:,} (")
+            for p in ("p50", "p90", "p99"):
+                assert cells[f"latency-{p}"] == f"{t['latency_ms'][p]:,} ms"
+            assert cells["ttft-p50"] == (f"{t['ttft_ms']['p50']:,} ms" if t["ttft_ms"] else "—")
 
 
 def test_requests_page_matches_the_api(dash):

@@ -129,6 +129,7 @@ impl AdminApi {
             .route("/api/v1/usage/series.csv", get(api::usage_series_csv))
             .route("/api/v1/usage/records.csv", get(api::records_csv))
             .route("/api/v1/tool-calls", get(api::tool_calls))
+            .route("/api/v1/analytics/latency", get(api::latency))
             .route("/api/v1/requests", get(api::requests))
             .route("/api/v1/requests/{request_id}", get(api::request))
             .route_layer(axum::middleware::from_fn_with_state(

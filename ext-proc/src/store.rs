@@ -12,6 +12,8 @@
 //! - [`sink`]: [`RecordSink`], the bounded queue and its writer thread (batching, retry
 //!   with backoff while the store is down, drain at shutdown). It also feeds
 //!   [`crate::metrics::Metrics`], so the request path takes no lock.
+//! - [`analytics`]: latency and time-to-first-token percentiles and error rates, one SQL
+//!   text for both backends.
 //! - [`csv`]: CSV exports of a series and of raw records.
 //! - [`time`]: UTC days and RFC 3339 timestamps.
 //!
@@ -28,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod analytics;
 pub mod csv;
 pub mod postgres;
 pub mod sink;
@@ -75,6 +78,15 @@ pub trait UsageStore: Send + Sync + 'static {
     /// Tool calls in `[from, to)`, newest first, at most `limit`.
     fn tool_calls(&self, range: TimeRange, limit: usize)
         -> Result<Vec<ToolCallRecord>, StoreError>;
+
+    /// Latency, time to first token and errors per provider or model ([`analytics`]): per
+    /// bucket of the query's granularity, or over the whole range. Any other grouping
+    /// answers nothing.
+    fn latency(
+        &self,
+        query: &SeriesQuery,
+        whole_range: bool,
+    ) -> Result<Vec<analytics::LatencyPoint>, StoreError>;
 
     /// Inserts request logs in one transaction (none kept on error).
     fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<(), StoreError>;

@@ -243,6 +243,16 @@ try {
   out.mcpServers = await rows(page, "#mcp-servers-table", "server");
   out.toolCalls = await rows(page, "#tool-calls-table", "call");
   await shot(page, "tools");
+  // ---- performance: the store's percentiles per provider and model
+  await page.click('#nav a[data-nav="performance"]');
+  await ready(page, "performance");
+  out.performance = {
+    providers: await rows(page, "#perf-provider-table", "provider"),
+    models: await rows(page, "#perf-model-table", "model"),
+    api: { providers: await page.$eval("#perf-providers", (e) => e.dataset.api), models: await page.$eval("#perf-models", (e) => e.dataset.api) },
+  };
+  await shot(page, "performance");
+
   // ---- requests: the list, a status filter through the form, one logged request
   await page.click('#nav a[data-nav="requests"]');
   await ready(page, "requests");

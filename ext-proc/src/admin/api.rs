@@ -4,6 +4,7 @@
 use super::error::ApiError;
 use super::query::{self, RecordsParams, RequestsParams, SeriesParams, SummaryParams};
 use super::AdminState;
+use crate::store::analytics::LatencyPoint;
 use crate::store::csv::{nanousd_to_usd, records_csv as records_to_csv, series_csv};
 use crate::store::time::{format_rfc3339, now_ms, UtcDay};
 use crate::store::{
@@ -100,6 +101,47 @@ pub async fn usage_series_csv(
         &filename,
         None,
     ))
+}
+
+/// Latency and time-to-first-token percentiles and error rates per provider or model
+/// (`group_by`), per bucket (sparse: buckets without records are absent) and over the range.
+pub async fn latency(
+    State(state): AppState,
+    params: Result<Query<SeriesParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let query = params.map_err(bad_query)?.0.into_query(now_ms())?;
+    if !crate::store::analytics::is_groupable(&query) {
+        return Err(ApiError::BadQuery(format!(
+            "latency is grouped by provider or model, not `{}`",
+            query.group_by.as_str()
+        )));
+    }
+    let store = Arc::clone(&state.store);
+    let q = query.clone();
+    let (totals, points) =
+        blocking(move || Ok((store.latency(&q, true)?, store.latency(&q, false)?))).await?;
+    let view = |p: &LatencyPoint| {
+        let pct = |v: [u64; 3]| serde_json::json!({ "p50": v[0], "p90": v[1], "p99": v[2] });
+        serde_json::json!({
+            "bucket": p.bucket_ms.map(format_rfc3339),
+            "key": p.key,
+            "requests": p.requests,
+            "errors": p.errors,
+            "error_rate": if p.requests == 0 { 0.0 } else { p.errors as f64 / p.requests as f64 },
+            "latency_ms": pct(p.latency_ms),
+            "streamed": p.streamed,
+            "ttft_ms": p.ttft_ms.map(pct),
+        })
+    };
+    Ok(json(&serde_json::json!({
+        "from": format_rfc3339(query.range.from_ms),
+        "to": format_rfc3339(query.range.to_ms),
+        "granularity": query.granularity.as_str(),
+        "group_by": query.group_by.as_str(),
+        "percentiles": "nearest-rank",
+        "totals": totals.iter().map(view).collect::<Vec<_>>(),
+        "points": points.iter().map(view).collect::<Vec<_>>(),
+    })))
 }
 
 /// MCP tool calls in the range, newest first.

@@ -245,6 +245,13 @@ impl crate::store::UsageStore for Gate {
     ) -> Result<Vec<crate::mcp::record::ToolCallRecord>, crate::store::StoreError> {
         self.inner.tool_calls(r, l)
     }
+    fn latency(
+        &self,
+        q: &crate::store::SeriesQuery,
+        w: bool,
+    ) -> Result<Vec<crate::store::analytics::LatencyPoint>, crate::store::StoreError> {
+        self.inner.latency(q, w)
+    }
     fn insert_request_logs(&self, l: &[super::RequestLog]) -> Result<(), crate::store::StoreError> {
         let mut open = self.open.lock().unwrap();
         while !*open {

@@ -21,6 +21,7 @@
 //! connect timeout bounds the TCP connect only (the driver has no bound on the startup
 //! handshake or on a query): a server that accepts but never answers blocks the call.
 
+use super::analytics::{self, LatencyPoint};
 use super::time::{UtcDay, MS_PER_DAY};
 use super::{
     from_sql_int, stored_provider_type, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint,
@@ -703,6 +704,56 @@ impl UsageStore for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    fn latency(
+        &self,
+        query: &SeriesQuery,
+        whole_range: bool,
+    ) -> Result<Vec<LatencyPoint>, StoreError> {
+        let Some(column) = analytics::key_column(query.group_by) else {
+            return Ok(Vec::new());
+        };
+        // Bytewise, as SQLite orders.
+        let key = format!("{column} COLLATE \"C\"");
+        let filter = Filter::new(&query.range, &query.filter);
+        let bucket = (!whole_range).then(|| query.granularity.bucket_ms());
+        let [latency, ttft] = analytics::sql("aigw_usage_records", &filter.sql, bucket, &key);
+        let params = filter.params();
+        let int =
+            |row: &Row, i: usize| -> Result<u64, StoreError> { Ok(from_sql_int(row.try_get(i)?)) };
+        let rows = self.read(|s| s.query(&latency, &params))?;
+        let points = rows
+            .iter()
+            .map(|row| {
+                Ok(LatencyPoint {
+                    bucket_ms: if whole_range {
+                        None
+                    } else {
+                        Some(row.try_get(0)?)
+                    },
+                    key: row.try_get(1)?,
+                    requests: int(row, 2)?,
+                    errors: int(row, 3)?,
+                    latency_ms: [int(row, 4)?, int(row, 5)?, int(row, 6)?],
+                    streamed: 0,
+                    ttft_ms: None,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = self.read(|s| s.query(&ttft, &params))?;
+        let ttft = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    int(row, 2)?,
+                    [int(row, 3)?, int(row, 4)?, int(row, 5)?],
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(analytics::merge(points, ttft, whole_range))
     }
 
     fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<(), StoreError> {

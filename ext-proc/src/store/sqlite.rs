@@ -8,6 +8,7 @@
 //! The schema is created and upgraded at open by numbered migrations
 //! (`sqlite/migrations/NNNN_*.sql`); the `schema_version` table records those applied.
 
+use super::analytics::{self, LatencyPoint};
 use super::time::{UtcDay, MS_PER_DAY};
 use super::{
     from_sql_int, stored_provider_type, to_sql_int, ProviderSummary, SeriesFilter, SeriesPoint,
@@ -350,6 +351,48 @@ impl UsageStore for SqliteStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn latency(
+        &self,
+        query: &SeriesQuery,
+        whole_range: bool,
+    ) -> Result<Vec<LatencyPoint>, StoreError> {
+        let Some(key) = analytics::key_column(query.group_by) else {
+            return Ok(Vec::new());
+        };
+        let (conditions, args) = filter_sql(&query.range, &query.filter);
+        let bucket = (!whole_range).then(|| query.granularity.bucket_ms());
+        let [latency, ttft] = analytics::sql("usage_records", &conditions, bucket, key);
+        let conn = self.read_conn();
+        let int =
+            |row: &Row<'_>, i: usize| -> rusqlite::Result<u64> { Ok(from_sql_int(row.get(i)?)) };
+        let mut stmt = conn.prepare_cached(&latency)?;
+        let points = stmt
+            .query_map(args.as_slice(), |row| {
+                Ok(LatencyPoint {
+                    bucket_ms: if whole_range { None } else { Some(row.get(0)?) },
+                    key: row.get(1)?,
+                    requests: int(row, 2)?,
+                    errors: int(row, 3)?,
+                    latency_ms: [int(row, 4)?, int(row, 5)?, int(row, 6)?],
+                    streamed: 0,
+                    ttft_ms: None,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = conn.prepare_cached(&ttft)?;
+        let ttft = stmt
+            .query_map(args.as_slice(), |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    int(row, 2)?,
+                    [int(row, 3)?, int(row, 4)?, int(row, 5)?],
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(analytics::merge(points, ttft, whole_range))
     }
 
     fn insert_request_logs(&self, logs: &[RequestLog]) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@ use super::*;
 use crate::mcp::record::ToolCallRecord;
 use crate::metrics::Metrics;
 use crate::record::Outcome;
+use crate::store::time::{MS_PER_DAY, MS_PER_HOUR};
 use crate::usage::Usage;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -185,6 +186,14 @@ impl UsageStore for FakeStore {
         Ok(Vec::new())
     }
 
+    fn latency(
+        &self,
+        _: &SeriesQuery,
+        _: bool,
+    ) -> Result<Vec<analytics::LatencyPoint>, StoreError> {
+        Ok(Vec::new())
+    }
+
     fn insert_request_logs(&self, _: &[RequestLog]) -> Result<(), StoreError> {
         Ok(())
     }
@@ -261,6 +270,13 @@ pub(crate) fn shutdown_drains(sqlite: Arc<dyn UsageStore>) {
         }
         fn tool_calls(&self, r: TimeRange, l: usize) -> Result<Vec<ToolCallRecord>, StoreError> {
             self.0.tool_calls(r, l)
+        }
+        fn latency(
+            &self,
+            q: &SeriesQuery,
+            w: bool,
+        ) -> Result<Vec<analytics::LatencyPoint>, StoreError> {
+            self.0.latency(q, w)
         }
         fn insert_request_logs(&self, l: &[RequestLog]) -> Result<(), StoreError> {
             self.0.insert_request_logs(l)
@@ -616,4 +632,96 @@ pub(crate) fn request_logs_behave(store: &dyn UsageStore) {
     // Exactly at the limit: nothing more goes.
     assert_eq!(store.prune_request_logs(JAN_31, 40).unwrap(), 0);
     assert_eq!(store.prune_request_logs(JAN_31, 39).unwrap(), 1);
+}
+
+#[test]
+fn latency_percentiles_are_nearest_rank() {
+    let (_dir, store) = temp_store();
+    latency_behaves(store.as_ref());
+}
+
+/// Shared with the other backends' tests: percentiles, errors and time to first token.
+pub(crate) fn latency_behaves(store: &dyn UsageStore) {
+    let mut records = Vec::new();
+    // openai: latencies 1..=10 ms (p50 = 5, p90 = 9, p99 = 10); two of them errors (a 500,
+    // an upstream failure), one client disconnect (not an error).
+    for i in 1..=10u64 {
+        let mut r = record(JAN_31 + i as i64, "openai", "gpt-4o");
+        r.latency_ms = 11 - i;
+        r.request_id = format!("o{i}");
+        match i {
+            3 => r.status = 500,
+            4 => {
+                r.status = 0;
+                r.outcome = Outcome::UpstreamError;
+            }
+            5 => r.outcome = Outcome::ClientDisconnected,
+            _ => {}
+        }
+        if i <= 4 {
+            r.streamed = true;
+            r.ttfb_ms = Some(i * 100);
+        }
+        records.push(r);
+    }
+    // anthropic, the next hour: one record.
+    let mut a = record(JAN_31 + MS_PER_HOUR + 1, "anthropic", "claude");
+    a.latency_ms = 42;
+    records.push(a);
+    store.insert_batch(&records).unwrap();
+
+    let query = |granularity, group_by| SeriesQuery {
+        range: TimeRange {
+            from_ms: JAN_31,
+            to_ms: JAN_31 + MS_PER_DAY,
+        },
+        granularity,
+        group_by,
+        filter: SeriesFilter::default(),
+    };
+    let totals = store
+        .latency(&query(Granularity::Hour, GroupBy::Provider), true)
+        .unwrap();
+    assert_eq!(
+        totals,
+        [
+            analytics::LatencyPoint {
+                bucket_ms: None,
+                key: Some("anthropic".into()),
+                requests: 1,
+                errors: 0,
+                latency_ms: [42, 42, 42],
+                streamed: 0,
+                ttft_ms: None,
+            },
+            analytics::LatencyPoint {
+                bucket_ms: None,
+                key: Some("openai".into()),
+                requests: 10,
+                errors: 2,
+                latency_ms: [5, 9, 10],
+                // 100, 200, 300, 400: ranks 2, 4, 4.
+                streamed: 4,
+                ttft_ms: Some([200, 400, 400]),
+            },
+        ]
+    );
+    let hourly = store
+        .latency(&query(Granularity::Hour, GroupBy::Model), false)
+        .unwrap();
+    let keys: Vec<_> = hourly
+        .iter()
+        .map(|p| (p.bucket_ms, p.key.as_deref(), p.requests))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (Some(JAN_31), Some("gpt-4o-2025-01-01"), 10),
+            (Some(JAN_31 + MS_PER_HOUR), Some("claude-2025-01-01"), 1),
+        ]
+    );
+    assert!(store
+        .latency(&query(Granularity::Day, GroupBy::TokenType), true)
+        .unwrap()
+        .is_empty());
 }

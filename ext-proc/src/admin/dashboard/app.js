@@ -6,7 +6,7 @@
 // series are added exactly (decimal strings, BigInt).
 //
 // Pages (hash routes): #/ home, #/providers, #/providers/<name>, #/usage?…, #/budgets,
-// #/tools, #/requests?…, #/requests/<request id>.
+// #/performance?…, #/tools, #/requests?…, #/requests/<request id>.
 // When a page has loaded, <body data-ready="<page>"> says so (the browser tests wait on it).
 
 import { color, sparkline, stackedBars } from "./chart.js";
@@ -258,6 +258,7 @@ async function render() {
     budgets: () => budgetsPage(),
     tools: () => toolsPage(),
     requests: () => (parts[1] ? requestPage(parts[1]) : requestsPage(params)),
+    performance: () => performancePage(params),
   };
   const name = (page === "providers" || page === "requests") && parts[1] ? page.slice(0, -1) : page;
   try {
@@ -1023,6 +1024,47 @@ async function toolsPage() {
     card({}, table(["Time", "Principal", "Server", "Tool", "Status", { label: "Latency", num: true },
       { label: "Request bytes", num: true }, { label: "Response bytes", num: true }], callRows,
       { id: "tool-calls-table", empty: "No tool call yet." })));
+}
+
+// --------------------------------------------------------------------------- performance
+
+const PERF_RANGES = [["1", "24 hours"], ["7", "7 days"], ["30", "30 days"]];
+
+/** Latency, time to first token and errors per provider and per model, as the store computed them. */
+async function performancePage(params) {
+  const days = PERF_RANGES.some(([d]) => d === params.get("days")) ? params.get("days") : "7";
+  const to = Date.now();
+  const range = { from: new Date(to - Number(days) * DAY_MS).toISOString(), to: new Date(to).toISOString() };
+  const url = (group) => `/api/v1/analytics/latency?${new URLSearchParams({ ...range, granularity: days === "30" ? "day" : "hour", group_by: group })}`;
+  const [byProvider, byModel] = await Promise.all([api(url("provider")), api(url("model"))]);
+  const ms = (v) => (v == null ? "—" : `${fmtInt(v)} ms`);
+  const pct = (r) => `${(r * 100).toFixed(r > 0 && r < 0.001 ? 3 : 1)}%`;
+  const rowsOf = (data, kind) => data.totals.map((t) => {
+    const trend = data.points.filter((p) => p.key === t.key).map((p) => p.latency_ms.p99);
+    return h("tr", { dataset: { [kind]: t.key ?? "" } },
+      h("td", {}, t.key ?? "(none)"),
+      num(fmtInt(t.requests), { dataset: { k: "requests" } }),
+      num(`${fmtInt(t.errors)} (${pct(t.error_rate)})`, { dataset: { k: "errors" } }),
+      num(ms(t.latency_ms.p50), { dataset: { k: "latency-p50" } }),
+      num(ms(t.latency_ms.p90), { dataset: { k: "latency-p90" } }),
+      num(ms(t.latency_ms.p99), { dataset: { k: "latency-p99" } }),
+      num(ms(t.ttft_ms?.p50), { dataset: { k: "ttft-p50" } }),
+      num(ms(t.ttft_ms?.p99), { dataset: { k: "ttft-p99" } }),
+      h("td", {}, trend.length > 1 ? sparkline(trend, { title: `p99 latency per ${data.granularity}` }) : ""));
+  });
+  const head = (first) => [first, { label: "Requests", num: true }, { label: "Errors", num: true },
+    { label: "Latency p50", num: true }, { label: "p90", num: true }, { label: "p99", num: true },
+    { label: "First token p50", num: true }, { label: "p99", num: true }, "p99 trend"];
+  const presets = h("div", { class: "presets" }, PERF_RANGES.map(([d, label]) =>
+    h("button", { type: "button", class: `small ${d === days ? "" : "secondary"}`, dataset: { days: d },
+      on: { click: () => { location.hash = `#/performance?days=${d}`; } } }, label)));
+  return h("div", {},
+    pageHead("Performance", "Latency and time to first token (nearest-rank percentiles) and error rates, computed by the usage store. Errors: status 400 and up, or the upstream failed."),
+    card({}, presets),
+    card({ id: "perf-providers", dataset: { api: url("provider") } }, h("h3", {}, "By provider"),
+      table(head("Provider"), rowsOf(byProvider, "provider"), { id: "perf-provider-table", empty: "No request in this range." })),
+    card({ id: "perf-models", dataset: { api: url("model") } }, h("h3", {}, "By model"),
+      table(head("Model"), rowsOf(byModel, "model"), { id: "perf-model-table", empty: "No request in this range." })));
 }
 
 // --------------------------------------------------------------------------- requests

@@ -5,7 +5,7 @@ use super::test_server::{self, TestServer};
 use super::*;
 use crate::metrics::Metrics;
 use crate::store::sqlite::SqliteStore;
-use crate::store::tests::{record, request_logs_behave, unpriced, JAN_31};
+use crate::store::tests::{latency_behaves, record, request_logs_behave, unpriced, JAN_31};
 use crate::store::time::MS_PER_HOUR;
 use crate::store::{Granularity, GroupBy, RecordSink, SinkConfig};
 use std::net::TcpListener;
@@ -747,4 +747,10 @@ fn tool_calls_round_trip() {
 fn request_logs_answer_as_in_sqlite() {
     let pg = PostgresStore::open(&test_server::database()).unwrap();
     request_logs_behave(&pg);
+}
+
+#[test]
+fn latency_answers_as_in_sqlite() {
+    let pg = PostgresStore::open(&test_server::database()).unwrap();
+    latency_behaves(&pg);
 }
