@@ -725,3 +725,51 @@ pub(crate) fn latency_behaves(store: &dyn UsageStore) {
         .unwrap()
         .is_empty());
 }
+
+/// The cost of the Performance page's queries at scale (run by hand:
+/// `cargo test --release -p aigw-ext-proc --lib latency_query_time -- --ignored --nocapture`).
+#[test]
+#[ignore = "a measurement: 1 000 000 records, prints timings"]
+fn latency_query_time_over_a_million_records() {
+    let (_dir, store) = temp_store();
+    let span = 90 * MS_PER_DAY;
+    let providers = ["openai", "anthropic", "google", "bedrock", "local"];
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..1_000_000i64 {
+        let mut r = record(
+            JAN_31 - span + i * (span / 1_000_000),
+            providers[(i % 5) as usize],
+            "m",
+        );
+        r.latency_ms = (i * 7919 % 5000) as u64;
+        r.streamed = i % 2 == 0;
+        r.ttfb_ms = r.streamed.then_some((i * 104_729 % 900) as u64);
+        batch.push(r);
+        if batch.len() == 10_000 {
+            store.insert_batch(&batch).unwrap();
+            batch.clear();
+        }
+    }
+    for (granularity, whole) in [
+        (Granularity::Day, true),
+        (Granularity::Day, false),
+        (Granularity::Hour, false),
+    ] {
+        let q = SeriesQuery {
+            range: TimeRange {
+                from_ms: JAN_31 - span,
+                to_ms: JAN_31,
+            },
+            granularity,
+            group_by: GroupBy::Provider,
+            filter: SeriesFilter::default(),
+        };
+        let started = Instant::now();
+        let points = store.latency(&q, whole).unwrap();
+        println!(
+            "latency({granularity:?}, whole_range={whole}): {} points in {:?}",
+            points.len(),
+            started.elapsed()
+        );
+    }
+}
