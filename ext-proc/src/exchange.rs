@@ -159,6 +159,7 @@ impl Exchange {
                 agent: principal.agent.clone(),
             },
             conversation_id: header(h, CONVERSATION_HEADER),
+            traceparent: header(h, "traceparent"),
         });
         let metered = accounting.is_metered();
         check_model(provider, accounting.model_requested.as_deref())?;

@@ -25,6 +25,8 @@ pub struct Gateway {
     pub api_keys: ArcSwap<ApiKeys>,
     records: std::sync::OnceLock<crate::store::sink::RecordSink>,
     request_logs: std::sync::OnceLock<crate::request_log::RequestLogWriter>,
+    /// The OTLP span exporter, when traces are on.
+    traces: std::sync::OnceLock<crate::traces::Traces>,
     /// Budgets and limits shared with other replicas, when configured.
     shared: std::sync::OnceLock<crate::shared::SharedState>,
     /// The admin port's metrics; the request path only bumps lock-free counters.
@@ -89,6 +91,7 @@ impl Gateway {
             api_keys: ArcSwap::from_pointee(keys),
             records: std::sync::OnceLock::new(),
             request_logs: std::sync::OnceLock::new(),
+            traces: std::sync::OnceLock::new(),
             shared: std::sync::OnceLock::new(),
             metrics: Default::default(),
             sources,
@@ -144,6 +147,7 @@ impl Gateway {
 
     /// Queues a usage record for the store; never blocks.
     pub fn submit(&self, record: crate::record::UsageRecord) {
+        self.trace(&record);
         if let Some(sink) = self.records.get() {
             sink.submit(record);
         }
@@ -162,7 +166,32 @@ impl Gateway {
         &self,
         record: crate::record::UsageRecord,
     ) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        self.trace(&record);
         self.records.get()?.submit_committed(record)
+    }
+
+    /// The call's span, when traces are on (the SDK queues it; never blocks).
+    fn trace(&self, record: &crate::record::UsageRecord) {
+        if let Some(t) = self.traces.get() {
+            let live = self.live.load();
+            let server = live
+                .config
+                .provider(&record.provider)
+                .map(|p| p.upstream.authority.as_str());
+            t.record(record, server);
+        }
+    }
+
+    /// Turns traces on (once, at start-up).
+    pub fn set_traces(&self, traces: crate::traces::Traces) {
+        let _ = self.traces.set(traces);
+    }
+
+    /// Exports the spans still queued.
+    pub fn shutdown_traces(&self) {
+        if let Some(t) = self.traces.get() {
+            t.shutdown();
+        }
     }
 
     /// The shared budgets and limits, if this replica uses them.

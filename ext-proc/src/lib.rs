@@ -18,6 +18,7 @@
 //!   exchange, redacted and stored off the request path, pruned by retention.
 //! - [`gateway`]: shared state (the [`gateway::Live`] config and what is built from it,
 //!   secret store, API keys) and its refresh; [`reload`] swaps in a changed config file.
+//! - [`traces`]: one OpenTelemetry span per call, from its record, exported over OTLP.
 //! - [`config_file`]: reads the filter's plugin configuration out of the Envoy YAML.
 //! - [`settings`]: the command-line flags.
 
@@ -41,6 +42,7 @@ pub mod server;
 pub mod settings;
 pub mod shared;
 pub mod store;
+pub mod traces;
 pub mod unified;
 
 // Metering is shared with the filter (its fast path); re-exported under the old paths.
@@ -74,6 +76,8 @@ pub enum RunError {
     Unified(String),
     #[error("usage store {path}: {reason}")]
     Store { path: String, reason: String },
+    #[error("traces: {0}")]
+    Traces(String),
 }
 
 /// Loads and validates everything, then serves until SIGTERM/SIGINT.
@@ -103,6 +107,12 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         request_log::RequestLogWriter::start(Arc::clone(&store), Arc::clone(&metrics), retention)
             .map_err(|e| store_error(&settings, e.to_string()))?;
     gateway.set_request_logs(logs);
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        let traces = traces::Traces::start(endpoint, &settings.otel_service_name)
+            .map_err(RunError::Traces)?;
+        gateway.set_traces(traces);
+        tracing::info!(endpoint = %endpoint, "traces exported over OTLP/gRPC");
+    }
     if settings.admin_listen != "off" {
         serve_admin(&settings, &gateway, store, metrics, &mcp).await?;
     }
@@ -149,6 +159,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             .await?;
     }
     mcp.stop();
+    gateway.shutdown_traces();
     // Every accepted record is committed before the process ends.
     let report = sink.shutdown(Duration::from_secs(5));
     tracing::info!(

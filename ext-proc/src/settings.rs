@@ -74,6 +74,14 @@ pub struct Settings {
     #[arg(long, env = "AIGW_ENVOY_URL", default_value = "http://127.0.0.1:8080")]
     pub envoy_url: String,
 
+    /// Where traces go: an OTLP/gRPC endpoint (`http://collector:4317`). Off when unset.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// The traces' `service.name`.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "aigw")]
+    pub otel_service_name: String,
+
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "AIGW_WORKERS")]
     pub workers: Option<usize>,

@@ -421,6 +421,7 @@ impl Exchange {
             path: &f.path,
             principal: admitted.principal.clone(),
             conversation_id: header(CONVERSATION_HEADER),
+            traceparent: header("traceparent"),
         });
         if accounting.is_metered() {
             // Usage must be readable: ask the upstream for an uncompressed answer.

@@ -26,6 +26,7 @@ pub struct Accounting {
     api_path: String,
     principal: Principal,
     conversation_id: Option<String>,
+    trace_parent: Option<String>,
     pub model_requested: Option<String>,
     pub streamed: bool,
     format: Option<ApiFormat>,
@@ -55,6 +56,8 @@ pub struct RequestInfo<'a> {
     pub path: &'a str,
     pub principal: Principal,
     pub conversation_id: Option<&'a str>,
+    /// The caller's W3C `traceparent` header, when sent.
+    pub traceparent: Option<&'a str>,
 }
 
 impl Accounting {
@@ -83,6 +86,10 @@ impl Accounting {
             api_path,
             principal: r.principal,
             conversation_id: r.conversation_id.map(str::to_string),
+            trace_parent: r
+                .traceparent
+                .filter(|t| is_traceparent(t))
+                .map(str::to_string),
             streamed,
             format,
             status: 0,
@@ -201,9 +208,28 @@ impl Accounting {
             latency_ms: self.started.elapsed().as_millis() as u64,
             ttfb_ms: self.ttfb_ms,
             conversation_id: self.conversation_id.take(),
+            trace_parent: self.trace_parent.take(),
             outcome,
         }
     }
+}
+
+/// A W3C trace context `traceparent` (version 00): `00-<32 hex>-<16 hex>-<2 hex>`, ids not
+/// all zero. Anything else is not carried (the caller's context is then unknown).
+pub fn is_traceparent(s: &str) -> bool {
+    let b = s.as_bytes();
+    let hex =
+        |r: std::ops::Range<usize>| b[r].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |r: std::ops::Range<usize>| b[r].iter().any(|&c| c != b'0');
+    b.len() == 55
+        && s.starts_with("00-")
+        && b[35] == b'-'
+        && b[52] == b'-'
+        && hex(3..35)
+        && hex(36..52)
+        && hex(53..55)
+        && nonzero(3..35)
+        && nonzero(36..52)
 }
 
 #[cfg(test)]
@@ -219,7 +245,20 @@ mod tests {
             path: "/v1/chat/completions",
             principal: Principal::default(),
             conversation_id: None,
+            traceparent: None,
         });
+        assert!(is_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert!(!is_traceparent(bad), "{bad}");
+        }
         a.on_response_headers(200, |name| {
             (name == "content-type").then(|| "text/event-stream".to_string())
         });

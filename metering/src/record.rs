@@ -77,6 +77,11 @@ pub struct UsageRecord {
     pub ttfb_ms: Option<u64>,
     /// `x-genai-conversation-id` request header, when sent.
     pub conversation_id: Option<String>,
+    /// The caller's W3C `traceparent`, when it sent a valid one: the request's span
+    /// continues that trace ([`is_traceparent`](crate::accounting::is_traceparent)). Not
+    /// stored; optional on the feed, so older filters' records still parse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
     pub outcome: Outcome,
 }
 

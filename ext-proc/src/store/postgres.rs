@@ -1021,6 +1021,7 @@ fn record_from_row(row: &Row) -> Result<UsageRecord, StoreError> {
         latency_ms: count(25)?,
         ttfb_ms: optional_count(26)?,
         conversation_id: row.try_get(27)?,
+        trace_parent: None,
         outcome,
     })
 }

@@ -620,6 +620,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
         latency_ms: count(25)?,
         ttfb_ms: optional_count(26)?,
         conversation_id: row.get(27)?,
+        trace_parent: None,
         outcome,
     })
 }

@@ -46,6 +46,7 @@ pub(crate) fn record(time_ms: i64, provider: &str, model: &str) -> UsageRecord {
         latency_ms: 250,
         ttfb_ms: Some(40),
         conversation_id: None,
+        trace_parent: None,
         outcome: Outcome::Complete,
     }
 }
