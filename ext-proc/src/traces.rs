@@ -13,8 +13,9 @@
 //! `gen_ai.usage.cache_read.input_tokens`, `gen_ai.usage.cache_creation.input_tokens`,
 //! `gen_ai.usage.output_tokens`, `gen_ai.conversation.id`, `server.address`,
 //! `http.response.status_code`, `error.type`; and the gateway's own under `aigw.*`. The
-//! SDK's batch processor exports off the request path from a bounded queue (2048 spans);
-//! a full queue drops spans, never blocks.
+//! SDK's batch processor exports off the request path from a bounded queue (65 536 spans,
+//! up to 4096 per export, every second; the `OTEL_BSP_*` variables override); a full queue
+//! drops spans, never blocks.
 
 use crate::record::{Outcome, UsageRecord};
 use opentelemetry::trace::{
@@ -23,7 +24,9 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider,
+};
 use opentelemetry_sdk::Resource;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -42,8 +45,24 @@ impl Traces {
             .with_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
+        // The SDK's defaults (2048 queued, 512 per export, every 5 s) hold about 400 spans a
+        // second; a gateway serves thousands. The standard OTEL_BSP_* variables still win.
+        let env = |k: &str| std::env::var_os(k).is_some();
+        let mut config = BatchConfigBuilder::default();
+        if !env("OTEL_BSP_MAX_QUEUE_SIZE") {
+            config = config.with_max_queue_size(65_536);
+        }
+        if !env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
+            config = config.with_max_export_batch_size(4096);
+        }
+        if !env("OTEL_BSP_SCHEDULE_DELAY") {
+            config = config.with_scheduled_delay(Duration::from_secs(1));
+        }
+        let processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(config.build())
+            .build();
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
+            .with_span_processor(processor)
             .with_resource(
                 Resource::builder()
                     .with_service_name(service_name.to_string())
