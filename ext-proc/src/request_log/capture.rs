@@ -266,7 +266,7 @@ impl SseSink for EventText {
 }
 
 fn sse_delta(format: TextFormat, event_type: &[u8], v: &Value, texts: &mut Texts, cap: usize) {
-    let str_at = |v: &Value, ptr: &str| v.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
+    let str_at = |ptr: &str| v.pointer(ptr).and_then(Value::as_str);
     match format {
         TextFormat::OpenaiChat => {
             for (i, c) in v["choices"].as_array().into_iter().flatten().enumerate() {
@@ -278,16 +278,16 @@ fn sse_delta(format: TextFormat, event_type: &[u8], v: &Value, texts: &mut Texts
         }
         TextFormat::OpenaiResponses => {
             if v["type"] == "response.output_text.delta" {
-                if let Some(t) = str_at(v, "/delta") {
-                    texts.push(0, &t, cap);
+                if let Some(t) = str_at("/delta") {
+                    texts.push(0, t, cap);
                 }
             }
         }
         TextFormat::Anthropic => {
             let typed = v["type"] == "content_block_delta" || event_type == b"content_block_delta";
             if typed && v.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta") {
-                if let Some(t) = str_at(v, "/delta/text") {
-                    texts.push(0, &t, cap);
+                if let Some(t) = str_at("/delta/text") {
+                    texts.push(0, t, cap);
                 }
             }
         }
